@@ -93,6 +93,4 @@ def is_transient(exc: BaseException) -> bool:
         return exc.response.status_code in TRANSIENT_STATUS_CODES
     if isinstance(exc, httpx.TransportError):
         return True
-    return isinstance(
-        exc, TimeoutError | asyncio.TimeoutError | ConnectionError | socket.timeout
-    )
+    return isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError | socket.timeout)

@@ -37,7 +37,9 @@ class TinkerPath:
     @classmethod
     def parse(cls, value: str) -> TinkerPath:
         if not isinstance(value, str) or not value.startswith(SCHEME):
-            raise InvalidTinkerPath(f"{value!r} does not start with 'tinker://'; expected {_SHAPE}.")
+            raise InvalidTinkerPath(
+                f"{value!r} does not start with 'tinker://'; expected {_SHAPE}."
+            )
         parts = value[len(SCHEME) :].split("/")
         if len(parts) != 3:
             raise InvalidTinkerPath(
