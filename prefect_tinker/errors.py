@@ -48,6 +48,14 @@ class IntegrityError(DownloadError):
     """Downloaded bytes whose size or sha256 differ from what was expected."""
 
 
+class UnsafePathError(PrefectTinkerError, ValueError):
+    """A file name from a checkpoint that would land outside the target directory."""
+
+
+class UnsupportedCheckpointError(PrefectTinkerError, ValueError):
+    """A checkpoint whose type cannot be used for the requested operation."""
+
+
 class AdapterValidationError(PrefectTinkerError, ValueError):
     """An adapter directory that is not a loadable PEFT LoRA adapter."""
 
