@@ -32,12 +32,20 @@ class UnknownModelError(PrefectTinkerError, LookupError):
     """A base-model name that the registry or the service does not know."""
 
 
+class TokenizerNotFoundError(PrefectTinkerError, LookupError):
+    """A model whose tokenizer is neither shipped nor available offline."""
+
+
 class DatasetError(PrefectTinkerError, ValueError):
     """A dataset file or record that cannot be turned into training data."""
 
 
 class CheckpointNotFound(PrefectTinkerError, LookupError):
     """A checkpoint that does not exist, expired, or belongs to someone else."""
+
+
+class ResumeMismatchError(PrefectTinkerError, ValueError):
+    """Checkpoints of a run_key were written with another config or dataset than this run's."""
 
 
 class DownloadError(PrefectTinkerError):
