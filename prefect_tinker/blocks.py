@@ -10,13 +10,20 @@ import difflib
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
-from prefect_tinker.errors import ConfigurationError, MissingCredentialsError, UnknownModelError
+from prefect_tinker.errors import (
+    ConfigurationError,
+    InvalidTinkerPath,
+    MissingCredentialsError,
+    UnknownModelError,
+)
+from prefect_tinker.paths import SCHEME, TinkerPath
 
 if TYPE_CHECKING:
     import tinker
@@ -149,21 +156,36 @@ class TinkerCredentials(Block):
         self._clients().training[run_id] = client
         return run_id
 
-    def get_training_client(self, run_id: str) -> tinker.TrainingClient:
-        """A training client that this process opened for `run_id`.
+    def get_training_client(self, source: str) -> tinker.TrainingClient:
+        """A training client for `source`: a run id opened in this process, or a training
+        checkpoint path (`tinker://<run>/weights/<name>`), loaded once per process.
 
         Raises:
-            ConfigurationError: the run was not opened in this process (a training client
-                cannot be re-attached to a run; load one of its checkpoints instead).
+            InvalidTinkerPath: `source` looks like a path but is not a training checkpoint.
+            ConfigurationError: `source` is a run id that this process did not open (a
+                training client cannot be re-attached to a run; pass a checkpoint path).
         """
-        client = self._clients().training.get(run_id)
-        if client is None:
-            raise ConfigurationError(
-                f"training run {run_id!r} is not open in this process; open it with "
-                "create_training_run in the same flow run, or pass one of its checkpoint "
-                "paths ('tinker://<run_id>/weights/<name>') to load it."
-            )
-        return client
+        clients = self._clients()
+        client = clients.training.get(source)
+        if client is not None:
+            return client
+        if source.startswith(SCHEME):
+            path = TinkerPath.parse(source)
+            if path.checkpoint_type != "training":
+                raise InvalidTinkerPath(
+                    f"{source!r} is a {path.checkpoint_type} checkpoint; weights can only be "
+                    "loaded from a training checkpoint 'tinker://<run_id>/weights/<name>'."
+                )
+            client = clients.service.create_training_client_from_state(
+                source, user_metadata={"loaded_from": source}
+            ).result()
+            clients.training[source] = client
+            return client
+        raise ConfigurationError(
+            f"training run {source!r} is not open in this process; open it with "
+            "create_training_run in the same flow run, or pass one of its checkpoint "
+            "paths ('tinker://<run_id>/weights/<name>') to load it."
+        )
 
 
 class TinkerLoraConfig(Block):
@@ -214,24 +236,25 @@ class TinkerLoraConfig(Block):
         return self
 
     def check_against(
-        self, base_model: str, capabilities: tinker_types.GetServerCapabilitiesResponse
+        self,
+        base_model: str,
+        capabilities: tinker_types.GetServerCapabilitiesResponse | Iterable[Any],
     ) -> None:
         """Check that the service can train `base_model` with this configuration.
+
+        `capabilities` is `get_server_capabilities()`'s answer, or its list of models.
 
         Raises:
             UnknownModelError: the service does not offer `base_model` for training.
         """
-        trainable = [
-            m.model_name
-            for m in capabilities.supported_models
-            if m.model_name and m.trainable is not False
-        ]
+        models = getattr(capabilities, "supported_models", capabilities)
+        trainable = [m.model_name for m in models if m.model_name and m.trainable is not False]
         if base_model in trainable:
             return
         close = difflib.get_close_matches(base_model, trainable, n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
         raise UnknownModelError(
-            f"base model {base_model!r} is not trainable on this Tinker service; {hint} "
+            f"base model {base_model!r} is not trainable on this Tinker service; {hint}"
             f"choose one of: {', '.join(trainable) or '(none)'}."
         )
 
