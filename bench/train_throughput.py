@@ -1,0 +1,206 @@
+"""Training steps/s on the local service with a simulated clock cycle per future.
+
+Each runner trains the same synthetic data for the same number of steps on a fresh training
+run (create, N steps of forward_backward + optim_step, one final save_state) and returns its
+wall time. Runners live in `RUNNERS`; another column (e.g. `sft_pipeline`) is one more entry:
+
+    from train_throughput import RUNNERS, BenchSetup
+    RUNNERS["sft_pipeline"] = lambda setup: run_my_flow(setup)   # -> seconds
+
+    python bench/train_throughput.py                  # 24 steps, 0.2 s per future
+    python bench/train_throughput.py --steps 8        # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tinker
+
+from prefect_tinker.local import FaultConfig, LocalTinker
+from prefect_tinker.training import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import report  # noqa: E402
+
+BASE_MODEL = "Qwen/Qwen3-0.6B"  # the engine's tiny stand-in
+
+
+class SyntheticDataset:
+    """`n` short next-token datums from a seeded RNG; deterministic batches per epoch."""
+
+    def __init__(self, n: int, seq_len: int, seed: int = 0) -> None:
+        rng = random.Random(seed)
+        self.datums = []
+        for _ in range(n):
+            tokens = [rng.randrange(10, 2000) for _ in range(seq_len + 1)]
+            self.datums.append(
+                tinker.Datum(
+                    model_input=tinker.ModelInput.from_ints(tokens[:-1]),
+                    loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * seq_len},
+                )
+            )
+        self.fingerprint = hashlib.sha256(f"synthetic:{n}:{seq_len}:{seed}".encode()).hexdigest()
+
+    def batches(self, batch_size: int, epoch: int, seed: int) -> list[list[tinker.Datum]]:
+        order = list(range(len(self.datums)))
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        return [
+            [self.datums[i] for i in order[j : j + batch_size]]
+            for j in range(0, len(order), batch_size)
+        ]
+
+
+@dataclass
+class BenchSetup:
+    base_url: str
+    api_key: str
+    dataset: SyntheticDataset
+    steps: int
+    batch_size: int
+    depth: int
+    runs: list[str] = field(default_factory=list)  # run keys used, unique per runner call
+
+    def service_client(self) -> tinker.ServiceClient:
+        return tinker.ServiceClient(base_url=self.base_url, api_key=self.api_key)
+
+    def config(self, run_key: str) -> TrainConfig:
+        return TrainConfig(
+            run_key=run_key,
+            base_model=BASE_MODEL,
+            learning_rate=1e-3,
+            lr_schedule="constant",
+            batch_size=self.batch_size,
+            max_steps=self.steps,
+            checkpoint_every=None,
+            pipeline_depth=self.depth,
+            lora={"rank": 4, "seed": 0},
+        )
+
+    def batches(self) -> list[list[tinker.Datum]]:
+        return self.dataset.batches(self.batch_size, 0, 0)[: self.steps]
+
+    def new_run_key(self, label: str) -> str:
+        key = f"bench-{label}-{len(self.runs)}-{time.time_ns()}"
+        self.runs.append(key)
+        return key
+
+
+Runner = Callable[[BenchSetup], float]
+
+
+def run_train(setup: BenchSetup) -> float:
+    """Our `train()`: pipelined, resume lookup, final checkpoint."""
+    with setup.service_client() as service:
+        started = time.perf_counter()
+        result = train(service, setup.dataset, setup.config(setup.new_run_key("train")))
+        elapsed = time.perf_counter() - started
+    assert result.steps_run == setup.steps
+    return elapsed
+
+
+def _create(service: tinker.ServiceClient) -> tinker.TrainingClient:
+    return service.create_lora_training_client(BASE_MODEL, rank=4, seed=0).result()
+
+
+def run_raw_submit_ahead(setup: BenchSetup) -> float:
+    """Hand-written SDK loop: submit step k+1 before awaiting step k (depth as configured)."""
+    with setup.service_client() as service:
+        started = time.perf_counter()
+        client = _create(service)
+        adam = tinker.AdamParams(learning_rate=1e-3)
+        in_flight: list[tuple[tinker.APIFuture, tinker.APIFuture]] = []
+        for batch in setup.batches():
+            in_flight.append(
+                (client.forward_backward(batch, "cross_entropy"), client.optim_step(adam))
+            )
+            if len(in_flight) >= setup.depth:
+                fb, opt = in_flight.pop(0)
+                fb.result(), opt.result()
+        save = client.save_state("final")
+        for fb, opt in in_flight:
+            fb.result(), opt.result()
+        save.result()
+        return time.perf_counter() - started
+
+
+def run_non_pipelined(setup: BenchSetup) -> float:
+    """Await every result before submitting the next request."""
+    with setup.service_client() as service:
+        started = time.perf_counter()
+        client = _create(service)
+        adam = tinker.AdamParams(learning_rate=1e-3)
+        for batch in setup.batches():
+            client.forward_backward(batch, "cross_entropy").result()
+            client.optim_step(adam).result()
+        client.save_state("final").result()
+        return time.perf_counter() - started
+
+
+RUNNERS: dict[str, Runner] = {
+    "train()": run_train,
+    "raw SDK submit-ahead": run_raw_submit_ahead,
+    "non-pipelined": run_non_pipelined,
+}
+
+
+def measure(setup: BenchSetup, repeats: int) -> dict[str, float]:
+    """Median steps/s of each runner; runners interleave so noise hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in RUNNERS}
+    for _ in range(repeats):
+        for name, runner in RUNNERS.items():
+            times[name].append(runner(setup))
+    return {name: setup.steps / statistics.median(t) for name, t in times.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per future")
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--seq-len", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    dataset = SyntheticDataset(args.steps * args.batch_size, args.seq_len)
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        LocalTinker(data_dir, faults=FaultConfig(latency_s=args.latency)) as service,
+    ):
+        setup = BenchSetup(
+            service.base_url, service.api_key, dataset, args.steps, args.batch_size, args.depth
+        )
+        RUNNERS["non-pipelined"](setup)  # warm-up: loads the base model once
+        rates = measure(setup, args.repeats)
+
+    ours, raw, naive = rates["train()"], rates["raw SDK submit-ahead"], rates["non-pipelined"]
+    extra = {
+        f"{name} / raw SDK submit-ahead": (rate / raw, ">= 0.97")
+        for name, rate in rates.items()
+        if name not in {"train()", "raw SDK submit-ahead", "non-pipelined"}
+    }
+    report(
+        "train_throughput",
+        f"{args.steps} steps x {args.batch_size}x{args.seq_len} tokens, {args.latency}s per "
+        f"future, depth {args.depth}, median of {args.repeats}, tiny {BASE_MODEL} stand-in",
+        figures={f"{name} steps/s": rate for name, rate in rates.items()},
+        ratios={
+            "train() / raw SDK submit-ahead": (ours / raw, ">= 0.97"),
+            "train() / non-pipelined": (ours / naive, ">= 1.8"),
+            **extra,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
