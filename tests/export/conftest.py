@@ -1,0 +1,67 @@
+"""Shared export fixtures: a tiny Hugging Face base model and a PEFT adapter trained on nothing.
+
+Both are made here with `save_pretrained`, once per session, so adapter, merge and hub tests
+work on real files without a model hub.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the helper modules beside this file
+
+VOCAB = 96
+
+
+def _tiny_config():
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A 2-layer Qwen3 model directory (config.json + model.safetensors)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_tiny_config())
+    dest = tmp_path_factory.mktemp("tiny-base")
+    model.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_base, tmp_path_factory) -> Path:
+    """A rank-4 LoRA adapter on q/v/down_proj of `tiny_base`, with non-zero lora_B."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0
+    )
+    peft_model = get_peft_model(model, config)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    dest = tmp_path_factory.mktemp("tiny-adapter")
+    peft_model.save_pretrained(dest)
+    return dest
