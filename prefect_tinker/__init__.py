@@ -17,9 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "sft_pipeline": "prefect_tinker.flows.sft",
     "SftResult": "prefect_tinker.flows.sft",
-    "DatasetOptions": "prefect_tinker.flows.sft",
-    "TrainingOptions": "prefect_tinker.flows.sft",
-    "CheckpointOptions": "prefect_tinker.flows.sft",
+    "CheckpointPolicy": "prefect_tinker.flows.sft",
+    "EvalOptions": "prefect_tinker.flows.sft",
     "ExportOptions": "prefect_tinker.flows.sft",
     "checkpoint_housekeeping": "prefect_tinker.flows.housekeeping",
     "HousekeepingResult": "prefect_tinker.flows.housekeeping",
