@@ -21,9 +21,9 @@ app = typer.Typer(
 
 
 def _register_groups() -> None:
-    from prefect_tinker.cli import export, local, models
+    from prefect_tinker.cli import export, local, models, pipeline
 
-    for module in (local, models, export):
+    for module in (local, models, export, pipeline):
         module.register(app)
 
 
