@@ -21,3 +21,27 @@ os.environ.update(
 os.environ.pop("TINKER_CREDENTIAL_CMD", None)
 os.environ.pop("TINKER_API_KEY", None)
 os.environ.pop("TINKER_BASE_URL", None)
+
+
+import pytest  # noqa: E402
+
+LOCAL_TEST_KEYS = ("tml-test-alice", "tml-test-bob")
+
+
+@pytest.fixture(scope="session")
+def local_tinker(tmp_path_factory):
+    """One in-process local Tinker service for the whole test session (keys alice, bob)."""
+    from prefect_tinker.local import LocalTinker
+
+    with LocalTinker(tmp_path_factory.mktemp("local-tinker"), api_keys=LOCAL_TEST_KEYS) as svc:
+        yield svc
+
+
+@pytest.fixture
+def service_client(local_tinker):
+    """An official `tinker.ServiceClient` on the local service, as alice; closed after the test."""
+    import tinker
+
+    client = tinker.ServiceClient(base_url=local_tinker.base_url, api_key=local_tinker.api_key)
+    yield client
+    client.close("success").result(timeout=30)

@@ -22,6 +22,7 @@ from typing import Any
 
 from prefect_tinker.errors import InvalidTinkerPath
 from prefect_tinker.local.engine_types import EngineError
+from prefect_tinker.local.faults import ServiceStats
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +199,9 @@ def _is_engine_user_error(exc: BaseException) -> bool:
 class Sequencer:
     """Releases each model's requests to the worker in `seq_id` order."""
 
-    def __init__(self, worker: ComputeWorker) -> None:
+    def __init__(self, worker: ComputeWorker, stats: ServiceStats | None = None) -> None:
         self._worker = worker
+        self._stats = stats
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._pending: dict[str, dict[int, tuple[Job, FutureEntry]]] = {}
@@ -237,6 +239,8 @@ class Sequencer:
                 self._worker.submit(job, entry)
                 return
             self._pending[model_id][seq_id] = (job, entry)
+            if seq_id != nxt and self._stats is not None:
+                self._stats.reordered += 1
             queue_ = self._pending[model_id]
             while nxt in queue_:
                 job_, entry_ = queue_.pop(nxt)

@@ -85,6 +85,17 @@ class LocalTinker:
     def faults(self, value: FaultConfig | None) -> None:
         self._injector.config = value
 
+    @property
+    def fwdbwd_max_chunk_len(self) -> int:
+        """Datums per forward_backward request that clients are told to use (new clients)."""
+        return self._fwdbwd_max_chunk_len
+
+    @fwdbwd_max_chunk_len.setter
+    def fwdbwd_max_chunk_len(self, value: int) -> None:
+        self._fwdbwd_max_chunk_len = value
+        if self._service is not None:
+            self._service.fwdbwd_max_chunk_len = value
+
     def start(self) -> LocalTinker:
         """Open the store, bind the port and serve; returns once requests are answered."""
         if self._thread is not None:

@@ -111,7 +111,7 @@ class Service:
         self.fwdbwd_max_chunk_len = fwdbwd_max_chunk_len
         self.futures = FutureTable()
         self.worker = ComputeWorker(self.futures)
-        self.sequencer = Sequencer(self.worker)
+        self.sequencer = Sequencer(self.worker, stats)
         self._engine_cache_dir = engine_cache_dir
         self._engine: Any = None
         self._models: dict[str, Any] = {}  # worker thread only
