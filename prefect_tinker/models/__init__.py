@@ -18,6 +18,7 @@ from prefect_tinker.models.registry import (
     list_models,
     live_models,
 )
+from prefect_tinker.models.renderers import RenderedSequence, Renderer, get_renderer
 from prefect_tinker.models.tokenizers import Tokenizer, get_tokenizer
 
 __all__ = [
@@ -25,10 +26,13 @@ __all__ = [
     "LiveModel",
     "LoraComponents",
     "ModelSpec",
+    "RenderedSequence",
+    "Renderer",
     "Tokenizer",
     "export_hf_tokenizer",
     "get_lr",
     "get_model",
+    "get_renderer",
     "get_tokenizer",
     "list_models",
     "live_models",
