@@ -172,6 +172,8 @@ class _DropFilter(logging.Filter):
     """Keeps the log quiet about connections the fault injector drops on purpose."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _CutTransfer):
+            return False
         return "without completing response" not in record.getMessage()
 
 

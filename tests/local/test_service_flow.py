@@ -207,9 +207,8 @@ def test_injected_faults_do_not_change_the_adapter_bytes(trained: Trained, local
         service.close("success").result()
     finally:
         local_tinker.faults = FaultConfig()
-    print(
-        f"5 steps + save + download with 10% faults: {time.monotonic() - t0:.1f}s, {dict(stats.faults)}"
-    )
+    elapsed = time.monotonic() - t0
+    print(f"5 steps + save + download, 10% faults: {elapsed:.1f}s, {dict(stats.faults)}")
     assert files == trained.step5_external
 
 
