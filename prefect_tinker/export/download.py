@@ -172,13 +172,16 @@ def _download_training(
 ) -> Manifest:
     import pyrage
 
+    from prefect_tinker.export.publish import sdk_errors
+
     identity = pyrage.x25519.Identity.generate()
-    training = _result(service.create_training_client_from_state(tinker_path))
-    export = training.save_weights_external(
-        f"export-{uuid.uuid4().hex[:12]}",
-        ttl_seconds=TEMPORARY_EXPORT_TTL_S,
-        age_encryption_recipients=[str(identity.to_public())],
-    ).result()
+    with sdk_errors(tinker_path):
+        training = _result(service.create_training_client_from_state(tinker_path))
+        export = training.save_weights_external(
+            f"export-{uuid.uuid4().hex[:12]}",
+            ttl_seconds=TEMPORARY_EXPORT_TTL_S,
+            age_encryption_recipients=[str(identity.to_public())],
+        ).result()
     try:
         return _download_external(
             rest,
@@ -258,9 +261,12 @@ def _final_name(name: str, decrypt_with: Any | None) -> str:
 
 
 def _sign(rest: Any, tinker_path: str, renew_ttl: int | None) -> Any:
-    response = rest.get_external_weights_urls(tinker_path).result()
-    if renew_ttl is not None:
-        rest.set_checkpoint_ttl_from_tinker_path(tinker_path, renew_ttl).result()
+    from prefect_tinker.export.publish import sdk_errors
+
+    with sdk_errors(tinker_path):
+        response = rest.get_external_weights_urls(tinker_path).result()
+        if renew_ttl is not None:
+            rest.set_checkpoint_ttl_from_tinker_path(tinker_path, renew_ttl).result()
     return response
 
 

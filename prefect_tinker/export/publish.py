@@ -1,0 +1,97 @@
+"""Tinker-side checkpoint management: publish, unpublish, set a TTL, delete.
+
+Thin wrappers over the SDK's `RestClient` that check the path and TTL first and turn the SDK's
+HTTP errors into typed errors that say what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect_tinker.errors import CheckpointNotFound, ConfigurationError, MissingCredentialsError
+from prefect_tinker.paths import TinkerPath
+
+MIN_TTL_S = 3600
+MAX_TTL_S = 10 * 365 * 24 * 3600
+
+
+def publish(rest: Any, tinker_path: str) -> str:
+    """Make a checkpoint public; publishing a public one is a no-op. Returns the path.
+
+    Example:
+        >>> publish(rest, "tinker://run:train:0/sampler_weights/final")
+        'tinker://run:train:0/sampler_weights/final'
+    """
+    path = str(TinkerPath.parse(tinker_path))
+    with sdk_errors(path):
+        rest.publish_checkpoint_from_tinker_path(path).result()
+    return path
+
+
+def unpublish(rest: Any, tinker_path: str) -> str:
+    """Make a published checkpoint private again. Returns the path."""
+    path = str(TinkerPath.parse(tinker_path))
+    with sdk_errors(path):
+        rest.unpublish_checkpoint_from_tinker_path(path).result()
+    return path
+
+
+def set_ttl(rest: Any, tinker_path: str, ttl_seconds: int | None) -> str:
+    """Expire the checkpoint `ttl_seconds` from now (1 hour to 10 years); None: never.
+
+    Raises:
+        ConfigurationError: a TTL outside 3600 s .. 10 years.
+    """
+    path = str(TinkerPath.parse(tinker_path))
+    if ttl_seconds is not None and not MIN_TTL_S <= ttl_seconds <= MAX_TTL_S:
+        raise ConfigurationError(
+            f"TTL {ttl_seconds} s is outside Tinker's range of {MIN_TTL_S} s (1 hour) to "
+            f"{MAX_TTL_S} s (10 years); pass a value in range, or no TTL to keep it forever."
+        )
+    with sdk_errors(path):
+        rest.set_checkpoint_ttl_from_tinker_path(path, ttl_seconds).result()
+    return path
+
+
+def delete(rest: Any, tinker_path: str) -> str:
+    """Delete a checkpoint for good. Returns the path."""
+    path = str(TinkerPath.parse(tinker_path))
+    with sdk_errors(path):
+        rest.delete_checkpoint_from_tinker_path(path).result()
+    return path
+
+
+@contextmanager
+def sdk_errors(what: str) -> Iterator[None]:
+    """Re-raise the SDK's permanent HTTP errors about `what` as typed prefect-tinker errors.
+
+    Transient errors (connection, 5xx, 429) pass through unchanged so retries still see them.
+    """
+    import tinker
+
+    try:
+        yield
+    except tinker.NotFoundError as exc:
+        raise CheckpointNotFound(
+            f"{what} was not found: it does not exist, expired, or belongs to another user. "
+            "List what exists with `prefect-tinker runs list` / `checkpoints list RUN`."
+        ) from exc
+    except (tinker.AuthenticationError, tinker.PermissionDeniedError) as exc:
+        raise MissingCredentialsError(
+            f"the Tinker service refused the API key for {what} (HTTP {exc.status_code}); "
+            "check TINKER_API_KEY or the TinkerCredentials block."
+        ) from exc
+    except (tinker.BadRequestError, tinker.UnprocessableEntityError) as exc:
+        raise ConfigurationError(f"the Tinker service refused {what}: {_detail(exc)}") from exc
+
+
+def _detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and body.get("detail"):
+        return str(body["detail"])
+    return str(exc).splitlines()[0]
+
+
+__all__ = ["delete", "publish", "sdk_errors", "set_ttl", "unpublish"]
