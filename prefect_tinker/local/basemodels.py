@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -238,14 +239,21 @@ class SharedBase:
         """Attach a new, freshly initialised adapter named `adapter_name`."""
         from peft import get_peft_model
 
-        if self.peft is None:
-            self.peft = get_peft_model(self.model, config, adapter_name=adapter_name)
-        else:
-            self.peft.add_adapter(adapter_name, config)
+        with warnings.catch_warnings():
+            # PEFT notes that the config now names the cache dir as base; we write the
+            # lineup name into adapter_config.json ourselves.
+            warnings.simplefilter("ignore", UserWarning)
+            if self.peft is None:
+                self.peft = get_peft_model(self.model, config, adapter_name=adapter_name)
+            else:
+                self.peft.add_adapter(adapter_name, config)
 
     def delete_adapter(self, adapter_name: str) -> None:
         if self.peft is not None and adapter_name in self.peft.peft_config:
-            self.peft.delete_adapter(adapter_name)
+            with warnings.catch_warnings():
+                # "Adapter X was active which is now deleted": every call activates its own.
+                warnings.simplefilter("ignore", UserWarning)
+                self.peft.delete_adapter(adapter_name)
 
     def adapter_parameters(self, adapter_name: str) -> dict[str, torch.nn.Parameter]:
         """The adapter's parameters keyed by PEFT's saved names (adapter name stripped)."""
