@@ -15,7 +15,7 @@ from prefect_tinker.training.loop import (
     train,
     weighted_tokens,
 )
-from prefect_tinker.training.schedule import BatchPlan, BatchSource, lr_at_step
+from prefect_tinker.training.schedule import BatchPlan, BatchSource
 
 __all__ = [
     "BatchPlan",
@@ -28,7 +28,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "find_resume_point",
-    "lr_at_step",
     "train",
     "weighted_tokens",
 ]

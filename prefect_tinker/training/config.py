@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-LrSchedule = Literal["constant", "linear", "cosine"]
+from prefect_tinker.models.hyperparams import Schedule as LrSchedule
 
 MIN_TTL_SECONDS = 3600
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600

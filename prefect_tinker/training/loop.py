@@ -27,8 +27,9 @@ from prefect_tinker.checkpoints import (
     run_metadata,
 )
 from prefect_tinker.errors import ResumeMismatchError
+from prefect_tinker.models import lr_at_step
 from prefect_tinker.training.config import TrainConfig
-from prefect_tinker.training.schedule import BatchPlan, BatchSource, EpochBatches, lr_at_step
+from prefect_tinker.training.schedule import BatchPlan, BatchSource, EpochBatches
 
 if TYPE_CHECKING:
     import tinker

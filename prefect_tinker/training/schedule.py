@@ -1,4 +1,4 @@
-"""Where each optimizer step's batch comes from, and its learning rate.
+"""Where each optimizer step's batch comes from.
 
 Steps are numbered from 0 over all epochs in order; step `s` trains on batch `index` of
 epoch `epoch` as returned by `dataset.batches(batch_size, epoch, seed)`. Resume relies on this
@@ -7,13 +7,12 @@ mapping being a pure function of (dataset, config).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from prefect_tinker.errors import DatasetError
-from prefect_tinker.training.config import LrSchedule, TrainConfig
+from prefect_tinker.training.config import TrainConfig
 
 if TYPE_CHECKING:  # importing tinker loads torch; this module stays importable without it
     import tinker
@@ -82,20 +81,3 @@ class EpochBatches:
             self._batches = self._dataset.batches(self._config.batch_size, epoch, self._config.seed)
             self._epoch = epoch
         return self._batches[index]
-
-
-def lr_at_step(base_lr: float, step: int, total_steps: int, schedule: LrSchedule) -> float:
-    """Learning rate of 0-based `step`: constant, or linear / cosine decay towards 0.
-
-    Example:
-        >>> lr_at_step(1e-3, 0, 4, "linear"), lr_at_step(1e-3, 2, 4, "linear")
-        (0.001, 0.0005)
-    """
-    if schedule == "constant" or total_steps <= 0:
-        return base_lr
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    if schedule == "linear":
-        return base_lr * (1.0 - progress)
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown lr_schedule {schedule!r}; use constant, linear or cosine")

@@ -1,15 +1,13 @@
-"""The step -> batch mapping and the learning-rate schedules."""
+"""The step -> batch mapping (learning-rate schedules are `prefect_tinker.models.lr_at_step`)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from prefect_tinker.errors import DatasetError
-from prefect_tinker.training import BatchPlan, TrainConfig, lr_at_step
+from prefect_tinker.training import BatchPlan, TrainConfig
 
 
 class Batches:
@@ -52,18 +50,3 @@ def test_locate_walks_epochs_in_order(counts):
 def test_locate_refuses_steps_outside_the_run():
     with pytest.raises(ValueError, match="outside"):
         BatchPlan((2,), 2).locate(3)
-
-
-def test_schedules():
-    assert [lr_at_step(1.0, s, 4, "constant") for s in range(4)] == [1.0] * 4
-    assert [lr_at_step(1.0, s, 4, "linear") for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
-    cosine = [lr_at_step(1.0, s, 4, "cosine") for s in range(4)]
-    assert cosine[0] == 1.0 and math.isclose(cosine[2], 0.5)
-    assert all(a > b > 0 for a, b in zip(cosine, cosine[1:], strict=False))
-
-
-@given(st.integers(1, 1000), st.sampled_from(["constant", "linear", "cosine"]))
-def test_schedule_stays_within_base_lr(total, schedule):
-    lrs = [lr_at_step(2e-4, s, total, schedule) for s in range(total)]
-    assert all(0 < lr <= 2e-4 for lr in lrs)
-    assert lrs == sorted(lrs, reverse=True)
