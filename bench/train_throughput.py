@@ -34,6 +34,7 @@ from prefect_tinker.training import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import report  # noqa: E402
+from _sft_pipeline_runner import run_sft_pipeline  # noqa: E402
 
 BASE_MODEL = "Qwen/Qwen3-0.6B"  # the engine's tiny stand-in
 
@@ -152,6 +153,7 @@ RUNNERS: dict[str, Runner] = {
     "train()": run_train,
     "raw SDK submit-ahead": run_raw_submit_ahead,
     "non-pipelined": run_non_pipelined,
+    "sft_pipeline": run_sft_pipeline,
 }
 
 

@@ -5,18 +5,15 @@ run_key's newest checkpoint on the service, so a crashed, retried or re-run pipe
 optimizer step, and a finished one returns its paths without sending training requests.
 """
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prefect_tinker.blocks import HuggingFaceCredentials, TinkerCredentials, TinkerLoraConfig
 from prefect_tinker.errors import ConfigurationError, DatasetError
-from prefect_tinker.retries import RETRY_OPTIONS
 from prefect_tinker.tasks.checkpoints import list_checkpoints
 from prefect_tinker.tasks.evaluation import evaluate
 from prefect_tinker.tasks.training import (
@@ -66,7 +63,7 @@ class ExportOptions(BaseModel):
     external_weights: bool = Field(True, description="Save a downloadable PEFT adapter.")
     download_dir: str | None = Field(
         None,
-        description="Where to download the adapter; unset: $PREFECT_TINKER_HOME/adapters/<run>.",
+        description="Where to download the adapter; unset: $PREFECT_TINKER_HOME/adapters/...",
     )
     download: bool = Field(True, description="Download the adapter and validate it.")
     publish: bool = Field(False, description="Publish the adapter on Tinker (public).")
@@ -251,9 +248,7 @@ def _validate(
 
     chat_renderer = get_renderer(renderer, base_model)
     if learning_rate is None:
-        from prefect_tinker.models import get_lr
-
-        learning_rate = get_lr(base_model)
+        learning_rate = _default_lr(base_model)
     data = load_dataset(
         path,
         renderer=chat_renderer,
@@ -293,6 +288,20 @@ def _validate(
     return _Plan(dataset=data, config=config, run_key=config.resolved_run_key(data.fingerprint))
 
 
+def _default_lr(base_model: str) -> float:
+    """The model's recommended LoRA learning rate, or an error saying to pass one."""
+    from prefect_tinker.errors import UnknownModelError
+    from prefect_tinker.models import get_lr
+
+    try:
+        return get_lr(base_model)
+    except UnknownModelError:
+        raise ConfigurationError(
+            f"no learning-rate formula for {base_model!r} (not in the model registry); "
+            "pass learning_rate explicitly."
+        ) from None
+
+
 def _export(
     credentials: TinkerCredentials,
     final_checkpoint: str,
@@ -300,34 +309,38 @@ def _export(
     options: ExportOptions,
     result: SftResult,
 ) -> None:
-    """Export the final checkpoint: through the export flow when installed, else save paths."""
-    try:
-        from prefect_tinker.flows.export import export_checkpoint
-    except ImportError:
-        export_checkpoint = None
+    """Save sampler / external weights of the final checkpoint, then run the export flow
+    (download + validate, optional Hub push and Tinker publish) on the external weights."""
+    from prefect_tinker.flows.export import export_checkpoint
 
     if options.sampler_weights:
         result.sampler_path = _cached_path(
             save_weights_for_sampler, credentials, final_checkpoint, options.ttl_seconds
         )
-    if export_checkpoint is not None:
-        exported = export_checkpoint(
-            credentials=credentials,
-            tinker_path=final_checkpoint,
-            **_export_kwargs(export_checkpoint, options, run_key),
-        )
-        data = exported.model_dump() if isinstance(exported, BaseModel) else dict(exported or {})
-        result.export = data
-        result.external_path = data.get("external_path") or data.get("tinker_path")
-        result.adapter_dir = data.get("adapter_dir") or data.get("local_dir")
+    if not (options.external_weights or options.download or options.hf_repo_id):
         return
-    if options.external_weights or options.download:
-        result.external_path = _cached_path(
-            save_weights_external, credentials, final_checkpoint, options.ttl_seconds
-        )
-    if options.download:
-        dest = options.download_dir or str(_default_adapter_dir(run_key))
-        result.adapter_dir = download_adapter(credentials, result.external_path, dest)
+    result.external_path = _cached_path(
+        save_weights_external, credentials, final_checkpoint, options.ttl_seconds
+    )
+    if not (options.download or options.publish or options.hf_repo_id):
+        return
+    metrics = {"step": float(result.final_step)}
+    if result.final_loss is not None:
+        metrics["final_loss"] = result.final_loss
+    if result.eval_nll is not None:
+        metrics["eval_nll"] = result.eval_nll
+    exported = export_checkpoint(
+        credentials=credentials,
+        tinker_path=result.external_path,
+        dest=options.download_dir,
+        download=options.download or bool(options.hf_repo_id),
+        hf_repo_id=options.hf_repo_id,
+        hf_credentials=options.hf_credentials,
+        publish=options.publish,
+        training_metrics=metrics,
+    )
+    result.adapter_dir = exported.adapter_dir
+    result.export = exported.model_dump(mode="json")
 
 
 def _cached_path(save: Any, credentials: TinkerCredentials, source: str, ttl: int | None) -> str:
@@ -338,34 +351,3 @@ def _cached_path(save: Any, credentials: TinkerCredentials, source: str, ttl: in
     if path not in live:
         path = save.with_options(refresh_cache=True)(credentials, source, "final", ttl_seconds=ttl)
     return path
-
-
-def _export_kwargs(export_flow: Any, options: ExportOptions, run_key: str) -> dict[str, Any]:
-    """The export flow's parameters that these options can fill (it may grow more)."""
-    import inspect
-
-    accepted = inspect.signature(export_flow.fn).parameters
-    wanted = {
-        "dest": options.download_dir or str(_default_adapter_dir(run_key)),
-        "download_dir": options.download_dir or str(_default_adapter_dir(run_key)),
-        "download": options.download,
-        "publish": options.publish,
-        "hf_repo_id": options.hf_repo_id,
-        "hf_credentials": options.hf_credentials,
-        "ttl_seconds": options.ttl_seconds,
-    }
-    return {k: v for k, v in wanted.items() if k in accepted}
-
-
-def _default_adapter_dir(run_key: str) -> Path:
-    home = Path(os.environ.get("PREFECT_TINKER_HOME", "~/.prefect-tinker")).expanduser()
-    return home / "adapters" / run_key
-
-
-@task(name="Download Tinker adapter", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def download_adapter(credentials: TinkerCredentials, tinker_path: str, dest: str) -> str:
-    """Download an external-weights checkpoint into `dest` (verified; no-op when intact)."""
-    from prefect_tinker.export import download
-
-    download(credentials.get_rest_client(), tinker_path, dest, overwrite=True)
-    return str(Path(dest).absolute())

@@ -1,0 +1,140 @@
+"""deployments/prefect.yaml on a real `prefect server` with a process worker: deploy every
+deployment, trigger one through the API (as the UI does) and see it complete."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = "tinker-process"
+DEADLINE_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Output:
+    """Drains a process's output on a thread (so the pipe never fills) and lets a test wait,
+    without sleeping, until a line containing some text has appeared."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._drain, args=(proc.stdout,), daemon=True).start()
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("<exited>")
+            self._changed.notify_all()
+
+    def wait_for(self, needle: str, deadline_s: float) -> None:
+        def seen() -> bool:
+            return any(needle in line for line in self.lines) or "<exited>" in self.lines
+
+        with self._changed:
+            found = self._changed.wait_for(seen, timeout=deadline_s)
+            if not found or not any(needle in line for line in self.lines):
+                tail = "".join(self.lines[-30:])
+                raise AssertionError(f"{needle!r} not seen within {deadline_s} s:\n{tail}")
+
+
+def cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """`prefect server start` on 127.0.0.1 with its own home and database."""
+    port = free_port()
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--no-ui", "--analytics-off", "--log-level", "INFO"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        Output(server).wait_for("Application startup complete", DEADLINE_S)
+        yield (
+            f"http://127.0.0.1:{port}/api",
+            {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker):
+    from prefect.deployments import run_deployment
+
+    api_url, env = prefect_api
+    cli("work-pool", "create", POOL, "--type", "process", env=env)
+    out = cli(
+        "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", env=env
+    )
+    for name in ("tinker-sft-nightly", "tinker-export", "tinker-housekeeping"):
+        assert name in out
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        Output(worker).wait_for("started", DEADLINE_S)
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            run = run_deployment(
+                "tinker-checkpoint-housekeeping/tinker-housekeeping",
+                parameters={
+                    "credentials": {
+                        "base_url": local_tinker.base_url,
+                        "api_key": local_tinker.api_key,
+                    },
+                    "run_keys": ["no-such-run"],
+                    "dry_run": True,
+                },
+                timeout=DEADLINE_S,
+                poll_interval=1,
+            )
+        assert run.state is not None and run.state.is_completed(), run.state
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

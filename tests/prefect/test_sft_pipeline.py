@@ -1,0 +1,76 @@
+"""`sft_pipeline` end to end on the local service: it learns, checkpoints, evaluates and exports;
+a re-run sends no training requests; secrets stay out of Prefect's records."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+
+from prefect_tinker import sft_pipeline
+from prefect_tinker.paths import TinkerPath
+
+from .conftest import adapter_digest, pipeline_params, training_requests
+
+
+def test_trains_checkpoints_evaluates_and_exports(reference, credentials):
+    result, _, _ = reference
+    assert result.final_step == 4 and result.steps_run == 4 and result.resumed_from is None
+    assert [m["step"] for m in result.metrics] == [1, 2, 3, 4]
+    assert result.final_loss < result.first_loss, "loss should fall"
+    assert result.eval_nll is not None and math.isfinite(result.eval_nll)
+    assert TinkerPath.parse(result.final_checkpoint).checkpoint_type == "training"
+    assert result.final_checkpoint.endswith("/weights/step-000004")
+    assert TinkerPath.parse(result.sampler_path).checkpoint_type == "sampler"
+    assert TinkerPath.parse(result.external_path).checkpoint_type == "external"
+    adapter = Path(result.adapter_dir)
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 0
+
+
+def test_every_checkpoint_is_on_the_service(reference, credentials):
+    from prefect_tinker.checkpoints import list_run_checkpoints
+
+    result, _, _ = reference
+    paths = {
+        cp.tinker_path for cp in list_run_checkpoints(credentials.get_rest_client(), "reference")
+    }
+    step_2 = result.final_checkpoint.rsplit("/", 1)[0] + "/step-000002"
+    assert {result.final_checkpoint, step_2} <= paths
+
+
+def test_rerun_sends_no_training_requests_and_returns_the_same_paths(
+    reference, credentials, chat_jsonl, local_tinker
+):
+    first, _, after_first = reference
+    again = sft_pipeline(credentials=credentials, **pipeline_params(chat_jsonl, "reference"))
+    assert training_requests(local_tinker) == after_first
+    assert again.steps_run == 0
+    for field in ("run_id", "final_checkpoint", "sampler_path", "external_path", "adapter_dir"):
+        assert getattr(again, field) == getattr(first, field), field
+    assert again.eval_nll == first.eval_nll
+    assert adapter_digest(again.adapter_dir) == adapter_digest(first.adapter_dir)
+
+
+def test_progress_artifact_and_no_secret_in_flow_run_parameters(reference, local_tinker):
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+        runs = client.read_flow_runs()
+    progress = [a for a in artifacts if a.key == "training-reference" and a.type == "progress"]
+    assert progress and progress[-1].data == 100.0
+    sft_runs = [r for r in runs if "credentials" in r.parameters]
+    assert sft_runs
+    assert all(local_tinker.api_key not in str(r.parameters) for r in sft_runs)
+
+
+def test_usable_as_a_subflow(reference, credentials, chat_jsonl):
+    from prefect import flow
+
+    @flow
+    def my_flow() -> str:
+        return sft_pipeline(
+            credentials=credentials, **pipeline_params(chat_jsonl, "reference")
+        ).final_checkpoint
+
+    assert my_flow() == reference[0].final_checkpoint
