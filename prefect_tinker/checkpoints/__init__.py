@@ -17,11 +17,12 @@ from prefect_tinker.checkpoints.listing import (
     list_run_checkpoints,
     list_runs,
 )
-from prefect_tinker.checkpoints.state import CheckpointState, run_metadata
+from prefect_tinker.checkpoints.state import CheckpointLike, CheckpointState, run_metadata
 from prefect_tinker.paths import TinkerPath
 
 __all__ = [
     "AppliedAction",
+    "CheckpointLike",
     "CheckpointState",
     "HousekeepingPlan",
     "PlannedAction",

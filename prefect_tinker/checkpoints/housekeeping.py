@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from prefect_tinker.checkpoints.listing import is_live
-from prefect_tinker.checkpoints.state import CheckpointState
+from prefect_tinker.checkpoints.state import CheckpointLike, CheckpointState
 from prefect_tinker.paths import CheckpointType, TinkerPath
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class AppliedAction:
 
 
 def plan_housekeeping(
-    checkpoints: Sequence[tinker.Checkpoint],
+    checkpoints: Sequence[CheckpointLike],
     *,
     keep_last: int = 1,
     keep_paths: Iterable[str] = (),
@@ -95,7 +95,7 @@ def plan_housekeeping(
     now = now or datetime.now(UTC)
     live = [cp for cp in checkpoints if is_live(cp, now)]
 
-    groups: dict[str, list[tinker.Checkpoint]] = defaultdict(list)
+    groups: dict[str, list[CheckpointLike]] = defaultdict(list)
     for cp in live:
         if cp.checkpoint_type in managed:
             groups[_group_of(cp)].append(cp)
@@ -146,18 +146,18 @@ def apply_plan(rest: tinker.RestClient, plan: HousekeepingPlan) -> list[AppliedA
     return applied
 
 
-def _group_of(cp: tinker.Checkpoint) -> str:
+def _group_of(cp: CheckpointLike) -> str:
     run_key = (cp.user_metadata or {}).get("run_key")
     return f"run_key:{run_key}" if run_key else f"run:{TinkerPath.parse(cp.tinker_path).run_id}"
 
 
-def _age_order(cp: tinker.Checkpoint) -> tuple[int, datetime, str]:
+def _age_order(cp: CheckpointLike) -> tuple[int, datetime, str]:
     state = CheckpointState.from_metadata(cp.user_metadata)
     return (state.step if state else -1, cp.time, cp.tinker_path)
 
 
 def _reason_to_keep(
-    cp: tinker.Checkpoint, managed: set[str], keep: set[str], newest: set[str], keep_last: int
+    cp: CheckpointLike, managed: set[str], keep: set[str], newest: set[str], keep_last: int
 ) -> str | None:
     state = CheckpointState.from_metadata(cp.user_metadata)
     if cp.tinker_path in keep:
@@ -173,7 +173,7 @@ def _reason_to_keep(
     return None
 
 
-def _expires_before(cp: tinker.Checkpoint, now: datetime, extend_ttl: int | None) -> bool:
+def _expires_before(cp: CheckpointLike, now: datetime, extend_ttl: int | None) -> bool:
     if extend_ttl is None or cp.expires_at is None:
         return False
     return cp.expires_at < now + timedelta(seconds=extend_ttl)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from prefect_tinker.checkpoints.state import CheckpointState
+from prefect_tinker.checkpoints.state import CheckpointLike, CheckpointState
 from prefect_tinker.errors import ResumeMismatchError
 from prefect_tinker.paths import TinkerPath
 
@@ -25,7 +25,7 @@ _PAGE = 100
 class ResumePoint:
     """The newest live training checkpoint of a run_key, and the loop state it carries."""
 
-    path: str
+    tinker_path: str
     run_id: str
     state: CheckpointState
     saved_at: datetime
@@ -68,7 +68,7 @@ def list_run_checkpoints(rest: tinker.RestClient, run_key: str) -> list[tinker.C
     return sorted(checkpoints, key=lambda cp: (cp.time, cp.tinker_path))
 
 
-def is_live(checkpoint: tinker.Checkpoint, now: datetime | None = None) -> bool:
+def is_live(checkpoint: CheckpointLike, now: datetime | None = None) -> bool:
     """False once the checkpoint's TTL has passed."""
     now = now or datetime.now(UTC)
     return checkpoint.expires_at is None or checkpoint.expires_at > now
@@ -90,7 +90,7 @@ def find_resume_point(
 
     Example:
         >>> point = find_resume_point(rest, "my-run")  # doctest: +SKIP
-        >>> point.path, point.step, point.final  # doctest: +SKIP
+        >>> point.tinker_path, point.step, point.final  # doctest: +SKIP
         ('tinker://…:train:1/weights/step-000020', 20, False)
     """
     candidates = _resumable(list_run_checkpoints(rest, run_key), run_key, now)
@@ -105,8 +105,8 @@ def find_resume_point(
     if not matching:
         newest = candidates[-1]
         raise ResumeMismatchError(
-            f"run_key {run_key!r} already has checkpoints (newest {newest.path}) written with "
-            f"config hash {newest.state.config_hash!r} and data fingerprint "
+            f"run_key {run_key!r} already has checkpoints (newest {newest.tinker_path}) written "
+            f"with config hash {newest.state.config_hash!r} and data fingerprint "
             f"{newest.state.data_fingerprint!r}, but this run has config hash {config_hash!r} "
             f"and data fingerprint {data_fingerprint!r}. Restore the original settings and "
             "dataset to resume, or use another run_key (leave it unset to derive one from "

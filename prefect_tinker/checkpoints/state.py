@@ -7,6 +7,8 @@ with checks. A checkpoint whose metadata does not parse is not one of ours and i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 FORMAT = "prefect-tinker/1"
 
@@ -72,3 +74,20 @@ class CheckpointState:
 def run_metadata(run_key: str, config_hash: str) -> dict[str, str]:
     """`user_metadata` of a training run created by `train`."""
     return {"format": FORMAT, "run_key": run_key, "config_hash": config_hash}
+
+
+class CheckpointLike(Protocol):
+    """What housekeeping reads of a checkpoint: `tinker.Checkpoint` or any listing of it."""
+
+    @property
+    def tinker_path(self) -> str: ...
+    @property
+    def checkpoint_type(self) -> str: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def public(self) -> bool: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def user_metadata(self) -> dict[str, str] | None: ...

@@ -123,10 +123,9 @@ def train(
     if resume is not None:
         _check_resume(resume, plan)
         if resume.final:
-            logger.info("run %s already finished at %s", run_key, resume.path)
-            return TrainResult(
-                run_key, resume.run_id, resume.path, resume.step, plan.total_steps, 0, resume.path
-            )
+            logger.info("run %s already finished at %s", run_key, resume.tinker_path)
+            path = resume.tinker_path
+            return TrainResult(run_key, resume.run_id, path, resume.step, plan.total_steps, 0, path)
     session = _Session(service, dataset, config, plan, run_key, config_hash, fingerprint)
     return session.run(resume, on_step, on_checkpoint)
 
@@ -199,7 +198,7 @@ class _Session:
             self.plan.total_steps,
             self.plan.total_steps,
             self.plan.total_steps - first,
-            resume.path if resume else None,
+            resume.tinker_path if resume else None,
             self.metrics,
             self.checkpoints,
         )
@@ -207,9 +206,11 @@ class _Session:
     def _open(self, resume: ResumePoint | None) -> tinker.TrainingClient:
         metadata = run_metadata(self.run_key, self.config_hash)
         if resume is not None:
-            logger.info("run %s resumes from %s (step %d)", self.run_key, resume.path, resume.step)
+            logger.info(
+                "run %s resumes from %s (step %d)", self.run_key, resume.tinker_path, resume.step
+            )
             return self.service.create_training_client_from_state_with_optimizer(
-                resume.path, user_metadata=metadata
+                resume.tinker_path, user_metadata=metadata
             ).result()
         lora = self.config.lora
         return self.service.create_lora_training_client(
@@ -292,8 +293,8 @@ def _check_resume(resume: ResumePoint, plan: BatchPlan) -> None:
     state = resume.state
     if state.total_steps != plan.total_steps or expected != (state.epoch, state.next_batch):
         raise ResumeMismatchError(
-            f"checkpoint {resume.path} was saved for {state.total_steps} steps with its next "
-            f"batch at epoch {state.epoch} index {state.next_batch}, but this dataset and "
+            f"checkpoint {resume.tinker_path} was saved for {state.total_steps} steps with its "
+            f"next batch at epoch {state.epoch} index {state.next_batch}, but this dataset and "
             f"config plan {plan.total_steps} steps (next batch {expected}). The data order "
             "differs although the fingerprints match; use another run_key to start over."
         )

@@ -131,7 +131,7 @@ def test_resume_after_interruption_is_bit_identical(
 
     resumed = train(service, tiny_dataset, cfg)
 
-    assert resumed.resumed_from == point.path
+    assert resumed.resumed_from == point.tinker_path
     assert resumed.steps_run == 4 and resumed.final_step == 6
     assert [m["step"] for m in resumed.metrics] == [3, 4, 5, 6]
     assert resumed.run_id != point.run_id
