@@ -71,6 +71,7 @@ class ServiceStats:
     requests: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     downloads_cut: int = 0
+    compute_s: Counter[str] = field(default_factory=Counter)  # worker seconds per request type
     reordered: int = 0  # requests that arrived before an earlier seq_id and waited for it
 
 

@@ -146,8 +146,9 @@ Job = Callable[[], Payload]
 class ComputeWorker:
     """The single thread that runs all engine work, in submission order."""
 
-    def __init__(self, futures: FutureTable) -> None:
+    def __init__(self, futures: FutureTable, stats: ServiceStats | None = None) -> None:
         self._futures = futures
+        self._stats = stats
         self._queue: queue.Queue[tuple[Callable[[], Any], Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tinker-compute", daemon=True)
         self._thread.start()
@@ -178,6 +179,7 @@ class ComputeWorker:
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     target.set_exception(exc)
                 continue
+            started = time.perf_counter()
             try:
                 payload = fn()
             except UserError as exc:
@@ -190,6 +192,9 @@ class ComputeWorker:
                 self._futures.resolve(target, None, {"error": msg, "category": category})
             else:
                 self._futures.resolve(target, payload, None)
+            finally:
+                if self._stats is not None:
+                    self._stats.compute_s[target.request_type] += time.perf_counter() - started
 
 
 def _is_engine_user_error(exc: BaseException) -> bool:

@@ -110,7 +110,7 @@ class Service:
         self.stats = stats
         self.fwdbwd_max_chunk_len = fwdbwd_max_chunk_len
         self.futures = FutureTable()
-        self.worker = ComputeWorker(self.futures)
+        self.worker = ComputeWorker(self.futures, stats)
         self.sequencer = Sequencer(self.worker, stats)
         self._engine_cache_dir = engine_cache_dir
         self._engine: Any = None

@@ -239,3 +239,13 @@ def test_chunked_forward_backward_arriving_out_of_order_matches_one_chunk(
     lb = whole.forward(data, "cross_entropy").result().metrics["loss:sum"]
     assert la == pytest.approx(lb, rel=1e-5)
     chunked_service.close("success").result()
+
+
+def test_legacy_load_state_replaces_an_existing_models_weights(trained: Trained) -> None:
+    fresh = trained.service.create_lora_training_client(BASE, rank=8, seed=SEED + 1).result()
+    fresh.load_state_with_optimizer(trained.state_path).result()
+    resumed = trained.service.create_training_client_from_state(trained.state_path).result()
+    data = batch(trained.datums, 3)
+    a = fresh.forward(data, "cross_entropy").result().metrics["loss:sum"]
+    b = resumed.forward(data, "cross_entropy").result().metrics["loss:sum"]
+    assert a == b
