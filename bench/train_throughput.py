@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         rates = measure(setup, args.repeats)
 
     ours, raw, naive = rates["train()"], rates["raw SDK submit-ahead"], rates["non-pipelined"]
-    extra = {
-        f"{name} / raw SDK submit-ahead": (rate / raw, ">= 0.97")
-        for name, rate in rates.items()
-        if name not in {"train()", "raw SDK submit-ahead", "non-pipelined"}
-    }
+    extra = {}
+    for name, rate in rates.items():
+        if name not in {"train()", "raw SDK submit-ahead", "non-pipelined"}:
+            extra[f"{name} / raw SDK submit-ahead"] = (rate / raw, ">= 0.97")
+            extra[f"{name} / non-pipelined"] = (rate / naive, ">= 1.8")
     report(
         "train_throughput",
         f"{args.steps} steps x {args.batch_size}x{args.seq_len} tokens, {args.latency}s per "
