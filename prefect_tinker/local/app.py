@@ -502,11 +502,11 @@ def build_app(svc: Service, keyring: KeyRing, *, long_poll_s: float = 20.0) -> F
     async def create_sampling_session(request: Request) -> dict[str, Any]:
         b = await _body(request, s.CreateSamplingSession, "create_sampling_session")
         owned_session(request, b.session_id)
+        if b.base_model and not b.model_path:
+            await svc.base_model_info(b.base_model)
         rec = svc.new_sampler(
             _owner(request), b.session_id, b.sampling_session_seq_id, b.base_model, b.model_path
         )
-        if b.base_model and not b.model_path:
-            await svc.base_model_info(b.base_model)
         return {"type": "create_sampling_session", "sampling_session_id": rec.id}
 
     @app.get(API + "/samplers/{sampler_id}")

@@ -202,15 +202,64 @@ def _is_engine_user_error(exc: BaseException) -> bool:
 
 
 class Sequencer:
-    """Releases each model's requests to the worker in `seq_id` order."""
+    """Releases each model's requests to the worker in `seq_id` order.
 
-    def __init__(self, worker: ComputeWorker, stats: ServiceStats | None = None) -> None:
+    A seq_id that never arrives (the client used it up on a request the service rejected
+    before it could be ordered) would hold back every later request; after `gap_timeout_s`
+    the gap is skipped.
+    """
+
+    def __init__(
+        self, worker: ComputeWorker, stats: ServiceStats | None = None, gap_timeout_s: float = 120.0
+    ) -> None:
         self._worker = worker
         self._stats = stats
+        self._gap_timeout_s = gap_timeout_s
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._pending: dict[str, dict[int, tuple[Job, FutureEntry]]] = {}
         self._seen: dict[tuple[str, int], str] = {}
+        self._stalled_since: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="tinker-seq-gaps", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(5.0, self._gap_timeout_s / 2)):
+            now = time.monotonic()
+            with self._lock:
+                for model_id, since in list(self._stalled_since.items()):
+                    if now - since < self._gap_timeout_s:
+                        continue
+                    queue_ = self._pending.get(model_id) or {}
+                    if queue_:
+                        logger.warning(
+                            "model %s: seq %s never arrived; continuing at %s",
+                            model_id,
+                            self._next.get(model_id),
+                            min(queue_),
+                        )
+                        self._next[model_id] = min(queue_)
+                        self._release(model_id)
+                    else:
+                        self._stalled_since.pop(model_id, None)
+
+    def _release(self, model_id: str) -> None:
+        """Hand every consecutive buffered request to the worker (lock held)."""
+        nxt = self._next[model_id]
+        queue_ = self._pending[model_id]
+        while nxt in queue_:
+            job_, entry_ = queue_.pop(nxt)
+            self._worker.submit(job_, entry_)
+            nxt += 1
+        self._next[model_id] = nxt
+        if queue_:
+            self._stalled_since.setdefault(model_id, time.monotonic())
+        else:
+            self._stalled_since.pop(model_id, None)
 
     def open(self, model_id: str, next_seq: int) -> None:
         with self._lock:
@@ -221,6 +270,7 @@ class Sequencer:
         """Stop accepting requests for `model_id`; returns the buffered ones, never run."""
         with self._lock:
             self._next.pop(model_id, None)
+            self._stalled_since.pop(model_id, None)
             return [entry for _, entry in self._pending.pop(model_id, {}).values()]
 
     def is_open(self, model_id: str) -> bool:
@@ -246,9 +296,4 @@ class Sequencer:
             self._pending[model_id][seq_id] = (job, entry)
             if seq_id != nxt and self._stats is not None:
                 self._stats.reordered += 1
-            queue_ = self._pending[model_id]
-            while nxt in queue_:
-                job_, entry_ = queue_.pop(nxt)
-                self._worker.submit(job_, entry_)
-                nxt += 1
-            self._next[model_id] = nxt
+            self._release(model_id)

@@ -119,6 +119,7 @@ class Service:
         self._base_models: list[BaseModelInfo] | None = None
 
     def close(self) -> None:
+        self.sequencer.stop()
         self.worker.call(self._close_all)
         self.worker.stop()
 

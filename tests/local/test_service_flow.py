@@ -249,3 +249,17 @@ def test_legacy_load_state_replaces_an_existing_models_weights(trained: Trained)
     a = fresh.forward(data, "cross_entropy").result().metrics["loss:sum"]
     b = resumed.forward(data, "cross_entropy").result().metrics["loss:sum"]
     assert a == b
+
+
+def test_fixed_latency_delays_every_future(trained: Trained, local_tinker) -> None:
+    tc = trained.service.create_lora_training_client(BASE, rank=4, seed=9).result()
+    fb = tc.forward_backward(batch(trained.datums, 0), "cross_entropy")
+    fb.result()
+    local_tinker.faults = FaultConfig(latency_s=0.5)
+    try:
+        t0 = time.monotonic()
+        tc.optim_step(adam()).result()
+        elapsed = time.monotonic() - t0
+    finally:
+        local_tinker.faults = FaultConfig()
+    assert elapsed >= 0.5

@@ -50,3 +50,35 @@ def test_expired_checkpoints_vanish_and_survive_nothing(tmp_path: Path) -> None:
     assert reopened.get_checkpoint("s:train:0", "weights/live") is not None
     assert reopened.get_run("s:train:0").lora == {"rank": 4}
     reopened.close()
+
+
+def test_sequencer_orders_by_seq_id_and_skips_a_gap_that_never_fills() -> None:
+    from prefect_tinker.local.futures import ComputeWorker, FutureTable, Payload, Sequencer
+
+    futures = FutureTable()
+    worker = ComputeWorker(futures)
+    seq = Sequencer(worker, gap_timeout_s=0.2)
+    seq.open("m", 1)
+    applied: list[int] = []
+
+    def job(n: int):
+        def run() -> Payload:
+            applied.append(n)
+            return Payload(json={"n": n})
+
+        return run
+
+    entries = {}
+    for n in (3, 4, 2, 1, 7):  # 5 and 6 never come
+        entries[n] = futures.new("OptimStep")
+        seq.submit("m", n, job(n), entries[n])
+    done = worker.call(lambda: None)
+    done.result(timeout=10)
+    assert applied == [1, 2, 3, 4]
+    assert seq.seen("m", 3) == entries[3].request_id
+    import asyncio
+
+    entry = asyncio.run(futures.wait(entries[7].request_id, timeout_s=10))
+    assert entry is not None and entry.done and applied == [1, 2, 3, 4, 7]
+    seq.stop()
+    worker.stop()
