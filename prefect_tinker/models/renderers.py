@@ -86,8 +86,12 @@ class Renderer(abc.ABC):
             raise DatasetError(
                 f"the conversation has no assistant message to train on ({train_on})."
             )
+        if train_on == "last_assistant":
+            # Messages after the last assistant one carry nothing to train on.
+            last = max(i for i, m in enumerate(messages) if m.get("role") == "assistant")
+            messages = messages[: last + 1]
         sequences = self._render(messages, train_on)
-        if max_length is not None:
+        if max_length is not None and any(len(s.tokens) > max_length for s in sequences):
             sequences = [
                 RenderedSequence(s.tokens[:max_length], s.weights[:max_length]) for s in sequences
             ]
@@ -120,6 +124,9 @@ class NativeRenderer(Renderer):
         self.native = native
         self.tokenizer = tokenizer
         self._message_list = chat.MessageList.from_oss_messages
+        self._message_list_of = chat.MessageList
+        self._model_kind = chat.AuthorKind.Model
+        self._untrained = chat.MessageMetadata(training_metadata=chat.TrainingMetadata(0.0, False))
 
     def _messages(self, messages: Sequence[Message]) -> Any:
         try:
@@ -130,7 +137,7 @@ class NativeRenderer(Renderer):
     @staticmethod
     def _tokens(spans: Sequence[Any]) -> list[int]:
         if len(spans) == 1:
-            return list(spans[0].span.tokens)
+            return spans[0].span.tokens  # a fresh list on every access
         tokens: list[int] = []
         for span in spans:
             inner = span.span
@@ -140,29 +147,50 @@ class NativeRenderer(Renderer):
         return tokens
 
     def _render(self, messages: Sequence[Message], train_on: TrainOn) -> list[RenderedSequence]:
-        examples = self.native.render_for_sft(self._messages(messages))
-        if not examples:
-            raise DatasetError("the renderer produced no training example for this conversation.")
         if train_on == "all_assistant":
+            examples = self.native.render_for_sft(self._messages(messages))
             return [
                 RenderedSequence(
                     self._tokens(e.input_token_spans), e.per_token_loss_weight_unshifted
                 )
                 for e in examples
             ]
+        examples = self.native.render_for_sft(self._only_last_assistant_trained(messages))
+        if not examples:
+            raise DatasetError("the renderer produced no training example for this conversation.")
         last = examples[-1]
         tokens = self._tokens(last.input_token_spans)
         if train_on == "all":
             return [RenderedSequence(tokens, [1.0] * len(tokens))]
-        weights = last.per_token_loss_weight_unshifted
-        assistant_turns = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
-        if len(assistant_turns) > 1 and len(examples) == 1:
-            # One sequence weights every assistant turn: keep only what follows the prompt of the
-            # last one.
-            prompt = self.generation_prompt(messages[: assistant_turns[-1]])
-            cut = _common_prefix(prompt, tokens)
-            weights = [0.0] * cut + weights[cut:]
-        return [RenderedSequence(tokens, weights)]
+        return [RenderedSequence(tokens, last.per_token_loss_weight_unshifted)]
+
+    def _only_last_assistant_trained(self, messages: Sequence[Message]) -> Any:
+        """The conversation (ending in its last assistant message) with every earlier assistant
+        message given loss weight 0.
+
+        tml-renderers reads this per-message weight: renderers that re-render the history for
+        each trained turn then render one sequence instead of one per turn.
+        """
+        converted = self._messages(messages)
+        if len(messages) < 2 or messages[-2].get("role") == "assistant":
+            if not any(m.get("role") == "assistant" for m in messages[:-1]):
+                return converted
+            # Consecutive assistant messages: find the last one's own messages by converting it
+            # separately.
+            head = self._messages(messages[:-1]).messages
+            tail = self._messages(messages[-1:]).messages
+        else:
+            # The final assistant message converts to the trailing run of model-authored messages.
+            items = converted.messages
+            cut = len(items)
+            while cut and items[cut - 1].author.kind == self._model_kind:
+                cut -= 1
+            head, tail = items[:cut], items[cut:]
+            if not any(m.author.kind == self._model_kind for m in head):
+                return converted
+        model, untrained = self._model_kind, self._untrained
+        head = [m.copy(message_metadata=untrained) if m.author.kind == model else m for m in head]
+        return self._message_list_of(head + tail)
 
     def generation_prompt(self, messages: Sequence[Message]) -> list[int]:
         spans, _parser = self.native.render_for_completion(self._messages(messages))
@@ -185,14 +213,6 @@ class NativeRenderer(Renderer):
         merged = dict(assistant[0])
         merged["content"] = "".join(_text_of(m.get("content", "")) for m in assistant)
         return merged
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class _PiecewiseRenderer(Renderer):
