@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pipeline_helpers import pipeline_params, training_requests
 
 from prefect_tinker import TinkerCredentials, checkpoint_housekeeping, sft_pipeline
 from prefect_tinker.errors import (
@@ -10,8 +11,6 @@ from prefect_tinker.errors import (
     InvalidTinkerPath,
     MissingCredentialsError,
 )
-
-from .conftest import pipeline_params, training_requests
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_malformed_jsonl_names_file_and_line(no_training, credentials, chat_json
     bad.write_text("\n".join([good[0], good[1], '{"messages": [', good[2]]) + "\n")
     error = run_failed(credentials=credentials, **pipeline_params(bad, "bad-json"))
     assert isinstance(error, DatasetError)
-    assert "bad.jsonl" in str(error) and "3" in str(error)
+    assert f"{bad}:3:" in str(error)
 
 
 def test_missing_dataset_file(no_training, credentials, tmp_path):

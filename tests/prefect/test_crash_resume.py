@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline_helpers import adapter_digest, optim_steps_of, pipeline_params
 from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel
 
 from prefect_tinker import sft_pipeline
-
-from .conftest import adapter_digest, optim_steps_of, pipeline_params
 
 CHILD = Path(__file__).with_name("crash_child.py")
 DEADLINE_S = 240
@@ -70,4 +69,4 @@ def test_sigkill_after_a_checkpoint_then_restart_is_bit_identical(
     assert resumed.resumed_from == killed_at
     assert resumed.steps_run == 2 and resumed.final_step == 4
     assert optim_steps_of(local_tinker, credentials, "crashed") == 4, "a step was repeated"
-    assert adapter_digest(resumed.adapter_dir) == adapter_digest(reference[0].adapter_dir)
+    assert adapter_digest(resumed.adapter_dir) == adapter_digest(reference.result.adapter_dir)

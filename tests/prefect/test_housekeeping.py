@@ -17,7 +17,7 @@ def training_checkpoints(credentials, run_key: str) -> dict[str, object]:
 
 
 def test_dry_run_then_apply(reference, credentials):
-    final = reference[0].final_checkpoint
+    final = reference.result.final_checkpoint
     step_2 = final.rsplit("/", 1)[0] + "/step-000002"
     before = training_checkpoints(credentials, "reference")
     assert {final, step_2} <= set(before)

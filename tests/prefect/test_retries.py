@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pipeline_helpers import adapter_digest, optim_steps_of, pipeline_params, training_requests
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -11,8 +12,6 @@ from prefect_tinker import sft_pipeline
 from prefect_tinker.errors import UnknownModelError
 from prefect_tinker.local import FaultConfig
 from prefect_tinker.tasks import create_training_run
-
-from .conftest import adapter_digest, optim_steps_of, pipeline_params, training_requests
 
 
 def test_ten_percent_transient_faults_give_the_same_adapter(
@@ -26,7 +25,7 @@ def test_ten_percent_transient_faults_give_the_same_adapter(
         local_tinker.faults = FaultConfig()
     assert injected > 0, "the run should have met injected faults"
     assert result.final_step == 4
-    assert adapter_digest(result.adapter_dir) == adapter_digest(reference[0].adapter_dir)
+    assert adapter_digest(result.adapter_dir) == adapter_digest(reference.result.adapter_dir)
     assert optim_steps_of(local_tinker, credentials, "faulty") >= 4
 
 

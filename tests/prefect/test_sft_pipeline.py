@@ -6,16 +6,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from pipeline_helpers import adapter_digest, pipeline_params, training_requests
 from prefect.client.orchestration import get_client
 
 from prefect_tinker import sft_pipeline
 from prefect_tinker.paths import TinkerPath
 
-from .conftest import adapter_digest, pipeline_params, training_requests
-
 
 def test_trains_checkpoints_evaluates_and_exports(reference, credentials):
-    result, _, _ = reference
+    result = reference.result
     assert result.final_step == 4 and result.steps_run == 4 and result.resumed_from is None
     assert [m["step"] for m in result.metrics] == [1, 2, 3, 4]
     assert result.final_loss < result.first_loss, "loss should fall"
@@ -32,7 +31,7 @@ def test_trains_checkpoints_evaluates_and_exports(reference, credentials):
 def test_every_checkpoint_is_on_the_service(reference, credentials):
     from prefect_tinker.checkpoints import list_run_checkpoints
 
-    result, _, _ = reference
+    result = reference.result
     paths = {
         cp.tinker_path for cp in list_run_checkpoints(credentials.get_rest_client(), "reference")
     }
@@ -43,7 +42,7 @@ def test_every_checkpoint_is_on_the_service(reference, credentials):
 def test_rerun_sends_no_training_requests_and_returns_the_same_paths(
     reference, credentials, chat_jsonl, local_tinker
 ):
-    first, _, after_first = reference
+    first, after_first = reference.result, reference.requests_after
     again = sft_pipeline(credentials=credentials, **pipeline_params(chat_jsonl, "reference"))
     assert training_requests(local_tinker) == after_first
     assert again.steps_run == 0
@@ -73,4 +72,4 @@ def test_usable_as_a_subflow(reference, credentials, chat_jsonl):
             credentials=credentials, **pipeline_params(chat_jsonl, "reference")
         ).final_checkpoint
 
-    assert my_flow() == reference[0].final_checkpoint
+    assert my_flow() == reference.result.final_checkpoint
