@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM
 
 from prefect_tinker.local.engine_types import BaseModelInfo, EngineError
 
@@ -237,8 +239,6 @@ class SharedBase:
 
     def add_adapter(self, adapter_name: str, config: Any) -> None:
         """Attach a new, freshly initialised adapter named `adapter_name`."""
-        from peft import get_peft_model
-
         with warnings.catch_warnings():
             # PEFT notes that the config now names the cache dir as base; we write the
             # lineup name into adapter_config.json ourselves.
@@ -373,8 +373,6 @@ class BaseModels:
         return dest
 
     def _load_standin(self, info: BaseModelInfo) -> SharedBase:
-        from transformers import AutoModelForCausalLM
-
         family = FAMILIES[STANDINS[info.name]]
         model = AutoModelForCausalLM.from_pretrained(
             self.standin_dir(info.name), dtype=torch.float32
@@ -424,8 +422,6 @@ def _export_tokenizer(name: str, dest: Path) -> Path | None:
 
 
 def _build_standin(dest: Path, family: Family, recipe: dict[str, Any]) -> None:
-    from transformers import AutoModelForCausalLM
-
     tokenizer = _native_tokenizer(family)
     top = highest_token_id(tokenizer)
     vocab_size = max(family.real_vocab_size, -(-(top + 1) // 64) * 64)
@@ -478,8 +474,6 @@ def _local_path_info(path: Path) -> BaseModelInfo:
 
 
 def _load_local(info: BaseModelInfo) -> SharedBase:
-    from transformers import AutoModelForCausalLM
-
     path = Path(info.name)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
 from prefect_tinker.local.basemodels import SharedBase
@@ -32,8 +33,6 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 def lora_config(base: SharedBase, spec: LoraSpec) -> Any:
     """The PEFT `LoraConfig` training what `spec` asks for on `base`."""
-    from peft import LoraConfig
-
     if spec.rank < 1:
         raise EngineError(f"LoRA rank {spec.rank} is invalid; use a positive integer such as 32.")
     modules: list[str] = []
@@ -124,8 +123,6 @@ def write_peft_dir(base: SharedBase, adapter_name: str, config: Any, dest: Path)
 
 def read_peft_dir(source: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     """The `LoraConfig` and weights of a PEFT adapter dir."""
-    from peft import LoraConfig
-
     source = Path(source)
     if not (source / ADAPTER_CONFIG).is_file() or not (source / ADAPTER_WEIGHTS).is_file():
         raise EngineError(
