@@ -21,6 +21,7 @@ _LAZY = {
     "EvalOptions": "prefect_tinker.flows.sft",
     "ExportOptions": "prefect_tinker.flows.sft",
     "checkpoint_housekeeping": "prefect_tinker.flows.housekeeping",
+    "export_checkpoint": "prefect_tinker.flows.export",
     "HousekeepingResult": "prefect_tinker.flows.housekeeping",
 }
 

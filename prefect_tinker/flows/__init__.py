@@ -3,6 +3,7 @@
 The export flow lives in `prefect_tinker.flows.export`.
 """
 
+from prefect_tinker.flows.export import ExportResult, export_checkpoint
 from prefect_tinker.flows.housekeeping import HousekeepingResult, checkpoint_housekeeping
 from prefect_tinker.flows.sft import (
     CheckpointPolicy,
@@ -16,8 +17,10 @@ __all__ = [
     "CheckpointPolicy",
     "EvalOptions",
     "ExportOptions",
+    "ExportResult",
     "HousekeepingResult",
     "SftResult",
     "checkpoint_housekeeping",
+    "export_checkpoint",
     "sft_pipeline",
 ]

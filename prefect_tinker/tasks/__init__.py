@@ -25,6 +25,12 @@ from prefect_tinker.tasks.checkpoints import (
     unpublish_checkpoint,
 )
 from prefect_tinker.tasks.evaluation import evaluate
+from prefect_tinker.tasks.export import (
+    download_checkpoint,
+    merge_adapter_dir,
+    push_adapter_to_hub,
+    validate_adapter_dir,
+)
 from prefect_tinker.tasks.results import (
     CheckpointInfo,
     ModelCapability,
@@ -51,12 +57,15 @@ __all__ = [
     "apply_housekeeping",
     "create_training_run",
     "delete_checkpoint",
+    "download_checkpoint",
     "evaluate",
     "get_server_capabilities",
     "latest_checkpoint",
     "list_checkpoints",
     "list_training_runs",
+    "merge_adapter_dir",
     "publish_checkpoint",
+    "push_adapter_to_hub",
     "sample",
     "save_state",
     "save_weights_external",
@@ -64,4 +73,5 @@ __all__ = [
     "set_checkpoint_ttl",
     "train",
     "unpublish_checkpoint",
+    "validate_adapter_dir",
 ]
