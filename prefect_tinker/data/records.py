@@ -70,8 +70,10 @@ def parse_line(raw: bytes | str, line: int, path: Path | str) -> Messages | None
     try:
         return messages_of(json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw))
     except (ValueError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        if isinstance(exc, RecursionError):
+        detail = str(exc)
+        if isinstance(exc, json.JSONDecodeError):
+            detail = f"invalid JSON ({exc.msg}, column {exc.colno})"
+        elif isinstance(exc, RecursionError):
             detail = "JSON nested too deeply"
         elif isinstance(exc, UnicodeDecodeError):
             detail = "not valid UTF-8"
