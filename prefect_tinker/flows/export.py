@@ -37,6 +37,9 @@ class ExportResult(BaseModel):
     """What `export_checkpoint` produced."""
 
     tinker_path: str
+    external_path: str | None = Field(
+        None, description="The external_weights checkpoint that was downloaded (or published)."
+    )
     adapter_dir: str | None = None
     files: list[dict[str, Any]] = Field(default_factory=list)
     bytes_transferred: int = 0
@@ -60,6 +63,8 @@ def export_checkpoint(
     tinker_path: str,
     dest: str | None = None,
     download: bool = True,
+    external_weights: bool = True,
+    ttl_seconds: int | None = None,
     base_model_dir: str | None = None,
     merge_dir: str | None = None,
     hf_repo_id: str | None = None,
@@ -80,12 +85,16 @@ def export_checkpoint(
         tinker_path: a `weights/` (training) or `external_weights/` checkpoint.
         dest: download directory (default: `$PREFECT_TINKER_HOME/adapters/<run>/<name>`).
         download: download and validate (needed for merge and Hub push).
+        external_weights: for a `weights/` path, save a lasting `external_weights` checkpoint
+            (cached per path) and download that; False exports a temporary copy encrypted to
+            a fresh key instead, deleted after the download.
+        ttl_seconds: TTL of that external checkpoint (None: never expires).
         base_model_dir: local base model directory, to validate shapes and to merge.
         merge_dir: write base + adapter merged here (needs `base_model_dir` and the `merge` extra).
         hf_repo_id: push the adapter and its model card to this Hub repo.
         hf_credentials: Hub token (default: HF_TOKEN / HF_ENDPOINT from the environment).
         hf_revision / hf_private / hf_force: tag name, repo visibility, push over another run.
-        publish: make the checkpoint public on Tinker.
+        publish: make the checkpoint public on Tinker (the external one when there is one).
         license / training_metrics / dataset_fingerprint: model card content (the fingerprint
             defaults to the one prefect-tinker training records on the checkpoint).
 
@@ -107,10 +116,16 @@ def export_checkpoint(
     if merge_dir and not base_model_dir:
         raise ConfigurationError("merge_dir needs base_model_dir, the local base model to merge.")
     result = ExportResult(tinker_path=path)
+    segment = TinkerPath.parse(path).segment
+    if segment == "external_weights":
+        result.external_path = path
+    elif segment == "weights" and external_weights:
+        result.external_path = _external_checkpoint(credentials, path, ttl_seconds)
+    source = result.external_path or path
 
     if download:
         target = str(Path(dest).expanduser()) if dest else str(default_export_dir(path))
-        downloaded: DownloadResult = download_checkpoint(credentials, path, target, concurrency)
+        downloaded: DownloadResult = download_checkpoint(credentials, source, target, concurrency)
         result.adapter_dir = downloaded.adapter_dir
         result.files = [f.model_dump() for f in downloaded.files]
         result.bytes_transferred = downloaded.bytes_transferred
@@ -132,12 +147,30 @@ def export_checkpoint(
             )
         _artifacts(downloaded, card)
     if publish:
-        publish_checkpoint(credentials, path)
+        publish_checkpoint(credentials, source)
         result.published = True
 
     _emit_exported(result)
     get_run_logger().info("Exported %s (%d bytes transferred)", path, result.bytes_transferred)
     return result
+
+
+def _external_checkpoint(credentials: TinkerCredentials, source: str, ttl: int | None) -> str:
+    """A lasting external_weights copy of `source` (cached per path; saved again if it is gone)."""
+    from prefect_tinker.tasks import list_checkpoints, save_weights_external
+
+    name = f"{TinkerPath.parse(source).name[:190]}-export"
+    path = save_weights_external(credentials, source, name, ttl_seconds=ttl)
+    try:
+        run_id = TinkerPath.parse(path).run_id
+        live = {c.tinker_path for c in list_checkpoints(credentials, run_id)}
+    except Exception:  # noqa: BLE001 - a run that is gone holds nothing live
+        live = set()
+    if path not in live:
+        path = save_weights_external.with_options(refresh_cache=True)(
+            credentials, source, name, ttl_seconds=ttl
+        )
+    return path
 
 
 def _card_fields(
@@ -206,6 +239,7 @@ def _emit_exported(result: ExportResult) -> None:
         },
         payload={
             "tinker_path": result.tinker_path,
+            "external_path": result.external_path,
             "adapter_dir": result.adapter_dir,
             "bytes_transferred": result.bytes_transferred,
             "files": result.files,

@@ -103,7 +103,9 @@ def test_export_downloads_validates_pushes_publishes_then_reruns_for_free(
     assert first.bytes_transferred >= sum(f["size"] for f in first.files) > 0
     assert {f["path"] for f in first.files} == {"adapter_config.json", "adapter_model.safetensors"}
     assert first.adapter.rank == 4 and first.hub.pushed and first.published
-    assert Manifest.read(tmp_path / "adapter").tinker_path == trained.state_path
+    assert first.external_path and "/external_weights/step-3-export" in first.external_path
+    assert Manifest.read(tmp_path / "adapter").tinker_path == first.external_path
+    assert second.external_path == first.external_path
     assert card_metadata(readme)["tinker_path"] == trained.state_path
     assert "| loss | 0.5 |" in readme
 
