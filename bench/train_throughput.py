@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 import sys
@@ -166,6 +167,15 @@ def measure(setup: BenchSetup, repeats: int) -> dict[str, float]:
     return {name: setup.steps / statistics.median(t) for name, t in times.items()}
 
 
+def _step_compute_s(service: LocalTinker) -> float:
+    """Worker seconds the service spent on forward_backward + optim_step so far."""
+    return sum(
+        seconds
+        for kind, seconds in service.stats.compute_s.items()
+        if kind in {"ForwardBackward", "OptimStep"}
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=24)
@@ -185,7 +195,10 @@ def main(argv: list[str] | None = None) -> None:
             service.base_url, service.api_key, dataset, args.steps, args.batch_size, args.depth
         )
         RUNNERS["non-pipelined"](setup)  # warm-up: loads the base model once
+        compute_before = _step_compute_s(service)
         rates = measure(setup, args.repeats)
+        steps_measured = args.steps * args.repeats * len(RUNNERS)
+        compute_per_step = (_step_compute_s(service) - compute_before) / steps_measured
 
     ours, raw, naive = rates["train()"], rates["raw SDK submit-ahead"], rates["non-pipelined"]
     extra = {}
@@ -197,7 +210,11 @@ def main(argv: list[str] | None = None) -> None:
         "train_throughput",
         f"{args.steps} steps x {args.batch_size}x{args.seq_len} tokens, {args.latency}s per "
         f"future, depth {args.depth}, median of {args.repeats}, tiny {BASE_MODEL} stand-in",
-        figures={f"{name} steps/s": rate for name, rate in rates.items()},
+        figures={
+            **{f"{name} steps/s": rate for name, rate in rates.items()},
+            "service compute s/step (fwd/bwd + optim)": compute_per_step,
+            "load average (1 min) at the end": os.getloadavg()[0],
+        },
         ratios={
             "train() / raw SDK submit-ahead": (ours / raw, ">= 0.97"),
             "train() / non-pipelined": (ours / naive, ">= 1.8"),
