@@ -105,7 +105,10 @@ def train(
 
     A run whose final checkpoint exists returns at once without training requests. An
     exception raised by `on_step` / `on_checkpoint` stops the loop; calling `train` again
-    continues from the newest checkpoint and ends with bit-identical weights.
+    continues from the newest checkpoint and ends with bit-identical weights. Stopped inside
+    `on_checkpoint`, nothing past that checkpoint has been sent; stopped elsewhere, up to
+    `pipeline_depth` submitted steps may still be applied to the abandoned training run, and
+    the resumed run replays them from the checkpoint.
 
     Example:
         >>> service = tinker.ServiceClient(base_url=url, api_key=key)  # doctest: +SKIP
