@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prefect_tinker.blocks import HuggingFaceCredentials, TinkerCredentials, TinkerLoraConfig
@@ -172,7 +173,8 @@ def sft_pipeline(
         seed=seed,
         pipeline_depth=pipeline_depth,
     )
-    summary = train(credentials, plan.dataset, plan.config)
+    # quote(): Prefect would otherwise walk every datum looking for futures.
+    summary = train(credentials, quote(plan.dataset), plan.config)
     result = SftResult(
         run_key=summary.run_key,
         run_id=summary.run_id,
@@ -191,7 +193,7 @@ def sft_pipeline(
         result.eval_nll = evaluate(
             credentials,
             summary.final_checkpoint,
-            holdout,
+            quote(holdout),
             data_fingerprint=(
                 f"{plan.dataset.fingerprint}:holdout={evaluation.holdout_fraction}:seed={seed}"
             ),

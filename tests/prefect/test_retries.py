@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import tinker
 from pipeline_helpers import adapter_digest, optim_steps_of, pipeline_params, training_requests
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_tinker import sft_pipeline
-from prefect_tinker.errors import UnknownModelError
+from prefect_tinker.errors import UnknownModelError, is_transient
 from prefect_tinker.local import FaultConfig
 from prefect_tinker.tasks import create_training_run
 
@@ -29,36 +28,31 @@ def test_ten_percent_transient_faults_give_the_same_adapter(
     assert optim_steps_of(local_tinker, credentials, "faulty") >= 4
 
 
-def _task_runs(flow_run_id) -> list:
-    with get_client(sync_client=True) as client:
-        return client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-
-
 def test_unknown_model_fails_before_training_without_retries(credentials, chat_jsonl, local_tinker):
     before = training_requests(local_tinker)
+    asked = local_tinker.stats.requests["get_server_capabilities"]
     state = sft_pipeline(
         credentials=credentials,
         **pipeline_params(chat_jsonl, "bad-model", base_model="Qwen/Qwen3-9B"),
         return_state=True,
     )
     assert state.is_failed()
-    with pytest.raises(UnknownModelError, match="'Qwen/Qwen3-9B'.*did you mean"):
+    with pytest.raises(UnknownModelError, match="'Qwen/Qwen3-9B'.*did you mean 'Qwen/Qwen3-8B'"):
         state.result()
-    runs = _task_runs(state.state_details.flow_run_id)
-    assert [(r.name.rsplit("-", 1)[0], r.run_count) for r in runs] == [
-        ("Get Tinker server capabilities", 1)
-    ]
+    assert local_tinker.stats.requests["get_server_capabilities"] == asked + 1
     assert training_requests(local_tinker) == before
 
 
-def test_permanent_error_in_a_task_is_not_retried(credentials):
+def test_permanent_error_in_a_task_is_not_retried(credentials, local_tinker):
     @flow
     def create_bad_run() -> str:
         return create_training_run(credentials, base_model="no-such/model")
 
+    assert create_training_run.retries > 0, "retries are configured; the condition refuses them"
+    attempts = local_tinker.stats.requests["create_model"]
     state = create_bad_run(return_state=True)
     assert state.is_failed()
-    (run,) = _task_runs(state.state_details.flow_run_id)
-    assert run.run_count == 1 and run.state.is_failed()
+    with pytest.raises(tinker.BadRequestError, match="no-such/model") as error:
+        state.result()
+    assert not is_transient(error.value)
+    assert local_tinker.stats.requests["create_model"] == attempts + 1
