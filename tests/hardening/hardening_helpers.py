@@ -58,3 +58,73 @@ def wait_until(predicate: Callable[[], bool], deadline_s: float, what: str) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+class TinyDataset:
+    """`n` short random next-token datums with a deterministic per-epoch shuffle."""
+
+    def __init__(self, n: int = 4, seq_len: int = 12, seed: int = 0) -> None:
+        self.train = tiny_datums(n, seq_len, seed)
+        self.fingerprint = f"tiny-{n}-{seq_len}-{seed}".ljust(16, "0")
+
+    def batches(self, batch_size: int, epoch: int, seed: int) -> list[list]:
+        order = list(range(len(self.train)))
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        return [
+            [self.train[i] for i in order[j : j + batch_size]]
+            for j in range(0, len(order), batch_size)
+        ]
+
+
+DRILL_STEPS = 6  # 4 datums, batch 2, 3 epochs; a checkpoint every 2 steps
+
+
+def drill_config(run_key: str):
+    from prefect_tinker.training import TrainConfig
+
+    return TrainConfig(
+        run_key=run_key,
+        base_model=BASE_MODEL,
+        learning_rate=2e-2,
+        lr_schedule="linear",
+        batch_size=2,
+        num_epochs=3,
+        checkpoint_every=2,
+        checkpoint_ttl_seconds=3600,
+        lora={"rank": 4, "seed": 0},
+    )
+
+
+def drill_pipeline(base_url: str, api_key: str, run_key: str, dest: Path, on_trained=None):
+    """Train (resuming the run_key's newest checkpoint), then export + download the adapter.
+
+    Returns (TrainResult, sha256 of the downloaded adapter_model.safetensors).
+    """
+    import hashlib
+
+    import tinker
+
+    from prefect_tinker.export import download
+    from prefect_tinker.training import train
+
+    service = tinker.ServiceClient(base_url=base_url, api_key=api_key)
+    rest = tinker.RestClient(base_url=base_url, api_key=api_key)
+    try:
+        result = train(service, TinyDataset(), drill_config(run_key), rest=rest)
+        if on_trained is not None:
+            on_trained(result)
+        download(rest, result.final_state_path, dest, service=service, overwrite=True)
+        digest = hashlib.sha256((dest / "adapter_model.safetensors").read_bytes()).hexdigest()
+        return result, digest
+    finally:
+        service.close("success").result(timeout=60)
+
+
+def run_key_checkpoints(base_url: str, api_key: str, run_key: str) -> set[str]:
+    """Tinker paths of every checkpoint of every training run of `run_key`."""
+    import tinker
+
+    from prefect_tinker.checkpoints import list_run_checkpoints
+
+    rest = tinker.RestClient(base_url=base_url, api_key=api_key)
+    return {cp.tinker_path for cp in list_run_checkpoints(rest, run_key)}
