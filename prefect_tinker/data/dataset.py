@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import multiprocessing
@@ -187,10 +188,18 @@ def load_dataset(
     count = workers if workers is not None else _auto_workers(path)
     rendered: list[tuple[list[tinker.Datum], np.ndarray]] = []
     records = dropped = 0
-    for chunk in _rendered_chunks(path, renderer, train_on, max_length, count, digest):
-        rendered.append((datums_of(chunk), chunk.records + records))
-        records += chunk.record_count
-        dropped += chunk.dropped
+    # Building many small, acyclic objects makes the cycle collector rescan an ever larger
+    # heap; pausing it while loading roughly halves the time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for chunk in _rendered_chunks(path, renderer, train_on, max_length, count, digest):
+            rendered.append((datums_of(chunk), chunk.records + records))
+            records += chunk.record_count
+            dropped += chunk.dropped
+    finally:
+        if collecting:
+            gc.enable()
     if records == 0:
         raise DatasetError(
             f"dataset '{path}' has no conversations (it is empty or only blank lines)."
