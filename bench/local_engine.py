@@ -137,7 +137,7 @@ def main() -> None:
     from prefect_tinker.local.engine import Engine
     from prefect_tinker.local.server import engine_cache_dir
 
-    torch.set_num_threads(2)  # the engine's fixed thread count; both sides run with it
+    # Engine() sets torch's (process-wide) thread count, so both sides run with the same one.
     batches = make_batches(args.steps + 1, args.batch_size, args.seq_len)
     model_dir = Engine(engine_cache_dir()).models.standin_dir(BASE_MODEL)
     with tempfile.TemporaryDirectory(prefix="bench-local-engine-") as tmp:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -184,10 +185,16 @@ def standin_seed(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
 
 
+@functools.cache
 def _native_tokenizer(family: Family) -> Any:
     from tml_renderers import tokenizers
 
     return getattr(tokenizers, family.tokenizer_class)()
+
+
+@functools.cache
+def _highest_id(family: Family) -> int:
+    return highest_token_id(_native_tokenizer(family))
 
 
 def highest_token_id(tokenizer: Any) -> int:
@@ -378,7 +385,7 @@ class BaseModels:
             self.standin_dir(info.name), dtype=torch.float32
         )
         tokenizer = _native_tokenizer(family)
-        top = highest_token_id(tokenizer)
+        top = _highest_id(family)
 
         def decode(ids: list[int]) -> str:
             return tokenizer.decode([i for i in ids if i <= top])
@@ -423,7 +430,7 @@ def _export_tokenizer(name: str, dest: Path) -> Path | None:
 
 def _build_standin(dest: Path, family: Family, recipe: dict[str, Any]) -> None:
     tokenizer = _native_tokenizer(family)
-    top = highest_token_id(tokenizer)
+    top = _highest_id(family)
     vocab_size = max(family.real_vocab_size, -(-(top + 1) // 64) * 64)
     config = family.make_config(vocab_size, _eos_id(tokenizer))
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

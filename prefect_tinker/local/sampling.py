@@ -159,18 +159,19 @@ def _choose(
         chosen = logprobs.argmax(dim=-1)
         return chosen, logprobs.gather(-1, chosen[:, None])[:, 0]
     logprobs = torch.log_softmax(logits / temperature, dim=-1)
-    filtered = logprobs
-    if top_k > 0 and top_k < filtered.shape[-1]:
-        kth = torch.topk(filtered, top_k, dim=-1).values[:, -1:]
-        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
+    if 0 < top_k < logprobs.shape[-1]:
+        # Work on the k best candidates only (sorted): cheaper than masking the whole vocab.
+        candidates, index = torch.topk(logprobs, top_k, dim=-1)
+    elif top_p < 1:
+        candidates, index = torch.sort(logprobs, dim=-1, descending=True)
+    else:
+        candidates, index = logprobs, None
     if top_p < 1:
-        sorted_lp, order = torch.sort(filtered, dim=-1, descending=True)
-        cumulative = torch.softmax(sorted_lp, dim=-1).cumsum(dim=-1)
-        drop_sorted = (cumulative - torch.softmax(sorted_lp, dim=-1)) >= top_p  # keep the first
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        filtered = filtered.masked_fill(drop, float("-inf"))
-    probs = torch.softmax(filtered, dim=-1)
-    chosen = torch.multinomial(probs, 1, generator=gen)[:, 0]
+        probs = torch.softmax(candidates, dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass of the better candidates
+        candidates = candidates.masked_fill(before >= top_p, float("-inf"))  # keeps the first
+    picked = torch.multinomial(torch.softmax(candidates, dim=-1), 1, generator=gen)
+    chosen = (picked if index is None else index.gather(-1, picked))[:, 0]
     return chosen, logprobs.gather(-1, chosen[:, None])[:, 0]
 
 

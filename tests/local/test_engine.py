@@ -79,7 +79,7 @@ def test_stand_in_is_described_as_one_and_exports_its_tokenizer(engine: Engine) 
     assert info.max_context_length == 32768
     assert info.tokenizer_dir is not None
     assert (info.tokenizer_dir / "tokenizer.json").is_file()
-    assert BASE in [i.name for i in engine.base_models()]
+    assert BASE in STANDINS
 
 
 @pytest.mark.parametrize("family", ["qwen3", "gpt_oss"])
@@ -231,6 +231,30 @@ def test_saved_adapter_loads_in_peft_with_the_engines_logits(
     with torch.no_grad():
         logits = peft_model(input_ids=torch.tensor([tokens[:-1]])).logits[0]
     peft_lp = torch.log_softmax(logits, -1)[torch.arange(6), torch.tensor(tokens[1:])]
+    np.testing.assert_allclose(engine_lp.outputs[0]["logprobs"], peft_lp.numpy(), atol=1e-5)
+    run.close()
+
+
+def test_moe_stand_in_trains_experts_and_loads_in_peft(engine: Engine, tmp_path: Path) -> None:
+    """Qwen3-MoE (and gpt-oss, same code path) train fused experts via target_parameters."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    name = "Qwen/Qwen3-30B-A3B"
+    run = engine.create(name, LoraSpec(rank=2, seed=0))
+    datum = make_datum([5, 6, 7, 8, 9, 10])
+    run.forward_backward([datum], "cross_entropy", {})
+    run.optim_step(AdamParams(learning_rate=1e-2))
+    run.save_adapter(tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["target_parameters"] == ["mlp.experts.down_proj", "mlp.experts.gate_up_proj"]
+
+    engine_lp = run.forward_backward([datum], "cross_entropy", {}, forward_only=True)
+    base = AutoModelForCausalLM.from_pretrained(engine.models.standin_dir(name))
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path)).eval()
+    with torch.no_grad():
+        logits = peft_model(input_ids=torch.tensor([[5, 6, 7, 8, 9]])).logits[0]
+    peft_lp = torch.log_softmax(logits, -1)[torch.arange(5), torch.tensor([6, 7, 8, 9, 10])]
     np.testing.assert_allclose(engine_lp.outputs[0]["logprobs"], peft_lp.numpy(), atol=1e-5)
     run.close()
 
