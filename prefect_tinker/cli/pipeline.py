@@ -56,8 +56,11 @@ def _home() -> Path:
 def _print_result(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"sft_pipeline: {result.run_key}", show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", overflow="fold")
     rows = [
         ("training run", result.run_id),
         ("steps (this run)", f"{result.final_step} ({result.steps_run})"),
@@ -69,8 +72,8 @@ def _print_result(result: Any) -> None:
         ("adapter directory", result.adapter_dir or "-"),
     ]
     for key, value in rows:
-        table.add_row(key, str(value))
-    Console().print(table)
+        table.add_row(key, Text(str(value)))  # Text: run ids like "x:train:0" are not emoji
+    Console(emoji=False).print(table)
 
 
 def _loss_line(result: Any) -> str:
@@ -87,15 +90,39 @@ def quickstart(
     ] = None,
 ) -> None:
     """Fine-tune on the embedded local service (no credentials) and print where the adapter is."""
-    from prefect_tinker.flows.sft import CheckpointPolicy, EvalOptions, sft_pipeline
+
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     home = _home()
     data = dataset or quickstart_dataset(home / "quickstart" / "reverse-words.jsonl")
     typer.echo(f"dataset: {data}")
-    result = sft_pipeline(
+    # No Prefect server configured: run on a temporary one, patiently (a cold start of the
+    # server on a small machine can take longer than Prefect's 20 s default).
+    ephemeral = {}
+    if not PREFECT_API_URL.value():
+        ephemeral = {
+            PREFECT_SERVER_EPHEMERAL_ENABLED: True,
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180,
+        }
+    with temporary_settings(ephemeral):
+        result = _quickstart_run(data, model, steps)
+    _print_result(result)
+    typer.echo(f"adapter: {result.adapter_dir or result.external_path}")
+
+
+def _quickstart_run(data: Path, model: str, steps: int) -> Any:
+    from prefect_tinker.blocks import TinkerLoraConfig
+    from prefect_tinker.flows.sft import CheckpointPolicy, EvalOptions, sft_pipeline
+
+    return sft_pipeline(
         base_model=model,
         dataset=str(data),
-        lora=None,
+        lora=TinkerLoraConfig(rank=8, seed=0),
         learning_rate=QUICKSTART_LR,
         batch_size=4,
         max_steps=steps,
@@ -104,8 +131,6 @@ def quickstart(
         checkpoints=CheckpointPolicy(every=max(1, steps // 3), ttl_seconds=3600),
         evaluation=EvalOptions(holdout_fraction=0.2),
     )
-    _print_result(result)
-    typer.echo(f"adapter: {result.adapter_dir or result.external_path}")
 
 
 def run(
