@@ -23,7 +23,7 @@ from prefect_tinker.models.tokenizers import (
     native_family_for,
 )
 
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 _MARKER = ".prefect-tinker-tokenizer.json"
 _FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -47,25 +47,27 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def _merges_from_ranks(vocab: dict[str, int]) -> list[tuple[str, str]]:
-    """Every (left, right) split of a token whose halves are tokens, ordered by the token's rank."""
-    keyed: list[tuple[int, int, int, int, int, str, str]] = []
-    get = vocab.get
-    for piece, rank in vocab.items():
-        for cut in range(1, len(piece)):
-            left = get(piece[:cut])
-            if left is None:
-                continue
-            right = get(piece[cut:])
-            if right is None:
-                continue
-            keyed.append((rank, cut, len(piece) - cut, left, right, piece[:cut], piece[cut:]))
-    keyed.sort()
-    return [(k[5], k[6]) for k in keyed]
+    """Every (left, right) split of a token whose halves are tokens.
+
+    Ordered as tiktoken→HF converters order them — by the merged token's rank, then by the left
+    half's length — which here is simply vocabulary order (`vocab` iterates by rank) and cut
+    position, so no sort is needed.
+    """
+    return [
+        (piece[:cut], piece[cut:])
+        for piece in vocab
+        for cut in range(1, len(piece))
+        if piece[:cut] in vocab and piece[cut:] in vocab
+    ]
+
+
+def _byte_level(raw: bytes, table: dict[int, str]) -> str:
+    return raw.decode("latin-1").translate(table)
 
 
 def _tokenizer_json(tok: NativeTokenizer) -> dict[str, Any]:
-    table = bytes_to_unicode()
-    vocab = {"".join(table[b] for b in raw): token_id for token_id, raw in _regular_vocab(tok)}
+    table = bytes_to_unicode()  # byte value b is latin-1 character chr(b)
+    vocab = {_byte_level(raw, table): token_id for token_id, raw in _regular_vocab(tok)}
     merges = _merges_from_ranks(vocab)
     # Specials also live in the model vocab so that HF keeps their ids (else it appends them).
     vocab.update(tok.special_tokens)
@@ -126,7 +128,7 @@ def _tokenizer_json(tok: NativeTokenizer) -> dict[str, Any]:
             "byte_fallback": False,
             "ignore_merges": True,
             "vocab": vocab,
-            "merges": [list(m) for m in merges],
+            "merges": merges,  # tuples serialize as JSON arrays
         },
     }
 

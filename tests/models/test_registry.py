@@ -68,3 +68,15 @@ def test_live_merge_keeps_service_order_and_marks_unserved() -> None:
     assert "Qwen/Qwen3-8B" not in unserved
     assert unserved["meta-llama/Llama-3.1-8B"].served is False
     assert len(merged) == len(list_models()) + 1
+
+
+def test_live_merge_against_the_local_service(local_tinker, service_client) -> None:
+    """The official SDK's capabilities call, through a ServiceClient and a RestClient."""
+    import tinker
+
+    from_service = live_models(service_client)
+    served = [m for m in from_service if m.served]
+    assert served and all(m.trainable is not None for m in served)
+    assert {m.name for m in served} <= {m.name for m in from_service}
+    rest = tinker.RestClient(base_url=local_tinker.base_url, api_key=local_tinker.api_key)
+    assert [m.name for m in live_models(rest)] == [m.name for m in from_service]
