@@ -58,6 +58,28 @@ class Architecture:
     def is_moe(self) -> bool:
         return self.num_experts != 0
 
+    def to_hf_config(self) -> dict[str, Any]:
+        """The shapes under Hugging Face `config.json` key names (recorded values only)."""
+        names = {
+            "hidden_size": self.hidden_size,
+            "vocab_size": self.vocab_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "intermediate_size": self.intermediate_size,
+            "num_experts": self.num_experts or None,
+            "num_experts_per_tok": self.experts_per_token or None,
+            "moe_intermediate_size": self.moe_intermediate_size,
+            "n_shared_experts": self.num_shared_experts or None,
+            "first_k_dense_replace": self.first_dense_layers or None,
+            "q_lora_rank": self.q_lora_rank,
+            "kv_lora_rank": self.kv_lora_rank,
+            "qk_rope_head_dim": self.qk_rope_head_dim,
+            "v_head_dim": self.v_head_dim,
+        }
+        return {k: v for k, v in names.items() if v is not None}
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -99,6 +121,11 @@ class ModelSpec:
         """Parameters active per token in billions (= total for dense models)."""
         parts = self.size.split("-A")
         return _billions(parts[1]) if len(parts) == 2 else self.total_params_b
+
+    @property
+    def hf_config(self) -> dict[str, Any]:
+        """The architecture as an HF `config.json`-style dict (see Architecture.to_hf_config)."""
+        return self.architecture.to_hf_config()
 
     @property
     def recommended_renderer(self) -> str:

@@ -80,3 +80,19 @@ def test_live_merge_against_the_local_service(local_tinker, service_client) -> N
     assert {m.name for m in served} <= {m.name for m in from_service}
     rest = tinker.RestClient(base_url=local_tinker.base_url, api_key=local_tinker.api_key)
     assert [m.name for m in live_models(rest)] == [m.name for m in from_service]
+
+
+def test_hf_config_view_of_the_architecture() -> None:
+    config = get_model("Qwen/Qwen3-8B").hf_config
+    assert config == {
+        "hidden_size": 4096,
+        "vocab_size": 151936,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 12288,
+    }
+    from prefect_tinker.models.hyperparams import architecture_from_config
+
+    assert architecture_from_config(config) == get_model("Qwen/Qwen3-8B").architecture
