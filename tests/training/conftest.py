@@ -1,47 +1,36 @@
-"""Shared pieces of the training tests: a tiny deterministic dataset and a run config."""
+"""Shared pieces of the training tests: a tiny chat dataset (through `prefect_tinker.data`)
+and a run config."""
 
 from __future__ import annotations
 
-import hashlib
-import random
+import json
 
 import pytest
-import tinker
 
+from prefect_tinker.data import ChatDataset, load_dataset
+from prefect_tinker.models import get_renderer
 from prefect_tinker.training import TrainConfig
 
-BASE_MODEL = "Qwen/Qwen3-0.6B"  # the engine's tiny seeded stand-in
+BASE_MODEL = "Qwen/Qwen3-0.6B"  # the engine's tiny seeded stand-in, with the real tokenizer
 
-
-class TinyDataset:
-    """`n` short next-token datums (first two tokens unweighted, like a prompt)."""
-
-    def __init__(self, n: int = 4, seq_len: int = 12, seed: int = 0) -> None:
-        rng = random.Random(seed)
-        self.train = []
-        for _ in range(n):
-            tokens = [rng.randrange(10, 500) for _ in range(seq_len + 1)]
-            weights = [0.0, 0.0] + [1.0] * (seq_len - 2)
-            self.train.append(
-                tinker.Datum(
-                    model_input=tinker.ModelInput.from_ints(tokens[:-1]),
-                    loss_fn_inputs={"target_tokens": tokens[1:], "weights": weights},
-                )
-            )
-        self.fingerprint = hashlib.sha256(f"tiny:{n}:{seq_len}:{seed}".encode()).hexdigest()[:16]
-
-    def batches(self, batch_size: int, epoch: int, seed: int) -> list[list[tinker.Datum]]:
-        order = list(range(len(self.train)))
-        random.Random(f"{seed}:{epoch}").shuffle(order)
-        return [
-            [self.train[i] for i in order[j : j + batch_size]]
-            for j in range(0, len(order), batch_size)
-        ]
+CONVERSATIONS = [
+    ("What is 2 + 2?", "4."),
+    ("Name a colour.", "Blue."),
+    ("Say hi.", "Hi!"),
+    ("Capital of France?", "Paris."),
+]
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset() -> TinyDataset:
-    return TinyDataset()
+def tiny_dataset(tmp_path_factory) -> ChatDataset:
+    """4 one-turn conversations: batch 2 gives 2 steps per epoch."""
+    path = tmp_path_factory.mktemp("training-data") / "chat.jsonl"
+    lines = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in CONVERSATIONS
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return load_dataset(path, renderer=get_renderer(None, BASE_MODEL), max_length=64)
 
 
 def tiny_config(**overrides) -> TrainConfig:

@@ -3,6 +3,7 @@ wire, exact resume, finished runs, config mismatches, evaluation and housekeepin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import httpx
@@ -72,7 +73,7 @@ def test_loss_falls_and_every_step_is_reported(uninterrupted):
     assert [m["step"] for m in uninterrupted.metrics] == [1, 2, 3, 4, 5, 6]
     assert sum(losses[-2:]) < sum(losses[:2])
     assert [m["learning_rate"] for m in uninterrupted.metrics][0] == 2e-2
-    assert all(m["weighted_tokens"] == 20.0 and m["tokens"] == 24 for m in uninterrupted.metrics)
+    assert all(0 < m["weighted_tokens"] < m["tokens"] for m in uninterrupted.metrics)
     assert [c.step for c in uninterrupted.checkpoints] == [2, 4, 6]
     assert uninterrupted.final_state_path.endswith("/weights/step-000006")
     assert uninterrupted.checkpoints[-1].final
@@ -92,10 +93,12 @@ def test_next_step_is_on_the_wire_before_the_previous_result_is_read(
         for depth in (1, 3):
             seen.clear()
             before = local_tinker.stats.requests["forward_backward"]
-            cfg = tiny_config(run_key=f"wire-{depth}", pipeline_depth=depth, checkpoint_every=None)
+            cfg = tiny_config(
+                run_key=f"wire-{depth}", pipeline_depth=depth, checkpoint_every=None, max_steps=4
+            )
             train(service, tiny_dataset, cfg, on_step=on_step)
-            # Step k's result is read with min(k + depth - 1, 6) forward_backwards submitted.
-            assert seen == {k: min(k + depth - 1, 6) for k in range(1, 7)}, depth
+            # Step k's result is read with min(k + depth - 1, 4) forward_backwards submitted.
+            assert seen == {k: min(k + depth - 1, 4) for k in range(1, 5)}, depth
     finally:
         local_tinker.faults = FaultConfig()
 
@@ -158,16 +161,10 @@ def test_changed_config_or_data_under_the_same_run_key_is_refused(
     before = training_requests(local_tinker)
     with pytest.raises(ResumeMismatchError, match="run_key 'ref' already has checkpoints"):
         train(service, tiny_dataset, tiny_config(run_key="ref", learning_rate=1e-3))
-    other_data = replace_fingerprint(tiny_dataset, "different-data")
+    other_data = dataclasses.replace(tiny_dataset, fingerprint="different-data")
     with pytest.raises(ResumeMismatchError, match="data fingerprint"):
         train(service, other_data, tiny_config(run_key="ref"))
     assert training_requests(local_tinker) == before
-
-
-def replace_fingerprint(dataset, fingerprint):
-    clone = type(dataset).__new__(type(dataset))
-    clone.__dict__.update(dataset.__dict__, fingerprint=fingerprint)
-    return clone
 
 
 def test_evaluate_scores_held_out_datums_without_training(
