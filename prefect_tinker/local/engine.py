@@ -195,6 +195,11 @@ class TrainableModel:
         config = losses.check_request(loss_fn, loss_fn_config)
         for index, datum in enumerate(data):
             tokens = np.asarray(datum.tokens)
+            if tokens.ndim != 1 or tokens.size == 0:
+                raise EngineError(
+                    f"Datum {index} model input has shape {list(tokens.shape)}; give a non-empty "
+                    "1-D list of token ids."
+                )
             losses.check_inputs(loss_fn, datum.loss_fn_inputs, len(tokens), index)
             self.base.check_tokens(tokens, f"Datum {index} model input")
             self.base.check_tokens(datum.loss_fn_inputs["target_tokens"], f"Datum {index} targets")

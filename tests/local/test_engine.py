@@ -285,6 +285,8 @@ def test_user_errors_name_the_bad_value(engine: Engine) -> None:
         run.forward_backward(batch(0), "ppo", {})
     with pytest.raises(EngineError, match="clip_ratio"):
         run.forward_backward(batch(0), "cross_entropy", {"clip_ratio": 0.2})
+    with pytest.raises(EngineError, match="non-empty"):
+        run.forward_backward([make_datum([1])], "cross_entropy", {})
     with pytest.raises(EngineError, match="context length 32768"):
         run.forward_backward([make_datum([1] * 32_770)], "cross_entropy", {})
     run.close()
