@@ -209,6 +209,7 @@ _GPT_OSS = ("gpt_oss_medium_reasoning", "gpt_oss_low_reasoning", "gpt_oss_high_r
 _DEEPSEEK = ("deepseekv3", "deepseekv3_thinking")
 _NEMOTRON = ("nemotron3", "nemotron3_disable_thinking")
 _BASE = ("role_colon",)
+_EARLIER = "earlier Tinker lineup (tinker-cookbook model_info)"
 
 
 def _lineup() -> tuple[ModelSpec, ...]:
@@ -216,6 +217,10 @@ def _lineup() -> tuple[ModelSpec, ...]:
     qwen235 = _qwen3_moe(4096, 94, 64, 4, 1536)
     qwen30 = _qwen3_moe(2048, 48, 32, 4, 768)
     qwen8 = _qwen3_dense(4096, 36, 32, 12288)
+    qwen14 = _qwen3_dense(5120, 40, 40, 17408)
+    qwen4 = _qwen3_dense(2560, 36, 32, 9728)
+    llama3b = _llama(3072, 28, 24, 128, 8192)
+    llama1b = _llama(2048, 16, 32, 64, 8192)
     llama8 = _llama(4096, 32, 32, 128, 14336)
     llama70 = _llama(8192, 80, 64, 128, 28672)
     dsv3 = _deepseek_v3(256, 128, 3, 129280)
@@ -244,6 +249,19 @@ def _lineup() -> tuple[ModelSpec, ...]:
           "qwen"),
         S(f"{q}/Qwen3-4B-Instruct-2507", q, "qwen3", "4B", "Instruction", False,
           ("qwen3_instruct",), 262144, _qwen3_dense(2560, 36, 32, 9728), "qwen3", "qwen"),
+        # Earlier lineup entries (tinker-cookbook model_info), still served by some deployments.
+        S(f"{q}/Qwen3-14B", q, "qwen3", "14B", "Hybrid", False, _QWEN3_HYBRID, 32768,
+          qwen14, "qwen3", "qwen", _EARLIER),
+        S(f"{q}/Qwen3-14B-Base", q, "qwen3", "14B", "Base", False, _BASE, 32768, qwen14,
+          "qwen3", "qwen", _EARLIER),
+        S(f"{q}/Qwen3-4B", q, "qwen3", "4B", "Hybrid", False, _QWEN3_HYBRID, 32768, qwen4,
+          "qwen3", "qwen", _EARLIER),
+        S(f"{q}/Qwen3-4B-Base", q, "qwen3", "4B", "Base", False, _BASE, 32768, qwen4, "qwen3",
+          "qwen", _EARLIER),
+        S(f"{q}/Qwen3-1.7B", q, "qwen3", "1.7B", "Hybrid", False, _QWEN3_HYBRID, 32768,
+          _qwen3_dense(2048, 28, 16, 6144), "qwen3", "qwen", _EARLIER),
+        S(f"{q}/Qwen3-0.6B", q, "qwen3", "0.6B", "Hybrid", False, _QWEN3_HYBRID, 32768,
+          _qwen3_dense(1024, 28, 16, 3072), "qwen3", "qwen", _EARLIER),
         S(f"{q}/Qwen3.5-397B-A17B", q, "qwen3.5", "397B-A17B", "Hybrid", True, _QWEN35, 262144,
           _measured(4096, 248320, 96_030_720, 2_841_600, moe=True), "qwen3.5", "qwen",
           "hybrid linear attention; LoRA size from Tinker's measured table"),
@@ -265,10 +283,14 @@ def _lineup() -> tuple[ModelSpec, ...]:
           131072, llama8, "meta-llama/Llama-3.1-8B-Instruct", "llama"),
         S(f"{ll}/Llama-3.1-8B", ll, "llama3", "8B", "Base", False, _BASE, 131072, llama8,
           "meta-llama/Llama-3.1-8B", "llama"),
+        S(f"{ll}/Llama-3.2-3B-Instruct", ll, "llama3", "3B", "Instruction", False, ("llama3",),
+          131072, llama3b, "meta-llama/Llama-3.2-3B-Instruct", "llama", _EARLIER),
+        S(f"{ll}/Llama-3.2-1B-Instruct", ll, "llama3", "1B", "Instruction", False, ("llama3",),
+          131072, llama1b, "meta-llama/Llama-3.2-1B-Instruct", "llama", _EARLIER),
         S(f"{ll}/Llama-3.2-3B", ll, "llama3", "3B", "Base", False, _BASE, 131072,
-          _llama(3072, 28, 24, 128, 8192), "meta-llama/Llama-3.2-3B", "llama"),
+          llama3b, "meta-llama/Llama-3.2-3B", "llama"),
         S(f"{ll}/Llama-3.2-1B", ll, "llama3", "1B", "Base", False, _BASE, 131072,
-          _llama(2048, 16, 32, 64, 8192), "meta-llama/Llama-3.2-1B", "llama"),
+          llama1b, "meta-llama/Llama-3.2-1B", "llama"),
         S(f"{ds}/DeepSeek-V3.1", ds, "deepseek-v3", "671B-A37B", "Hybrid", False, _DEEPSEEK,
           131072, dsv3, "deepseek-v3.1"),
         S(f"{ds}/DeepSeek-V3.1-Base", ds, "deepseek-v3", "671B-A37B", "Base", False, _BASE,
