@@ -42,11 +42,13 @@ def test_sigkill_after_a_checkpoint_then_restart_is_bit_identical(
 ):
     params = pipeline_params(chat_jsonl, "crashed")
     child_params = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in params.items()}
-    child_params["credentials"] = {
-        "base_url": local_tinker.base_url,
-        "api_key": local_tinker.api_key,
+    # The key travels in the environment, not in the flow run's parameters.
+    child_params["credentials"] = {"base_url": local_tinker.base_url}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "TINKER_API_KEY": local_tinker.api_key,
     }
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     stderr = (tmp_path / "child.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), "1", json.dumps(child_params)],

@@ -113,7 +113,7 @@ def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker):
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
         cwd=ROOT,
-        env=env,
+        env={**env, "TINKER_API_KEY": local_tinker.api_key},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -124,10 +124,7 @@ def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker):
             run = run_deployment(
                 "tinker-checkpoint-housekeeping/tinker-housekeeping",
                 parameters={
-                    "credentials": {
-                        "base_url": local_tinker.base_url,
-                        "api_key": local_tinker.api_key,
-                    },
+                    "credentials": {"base_url": local_tinker.base_url},  # key: worker env
                     "run_keys": ["no-such-run"],
                     "dry_run": True,
                 },

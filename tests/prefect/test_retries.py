@@ -13,19 +13,39 @@ from prefect_tinker.local import FaultConfig
 from prefect_tinker.tasks import create_training_run
 
 
+@pytest.fixture
+def recorded_events(monkeypatch):
+    """Events emitted in this process, recorded instead of sent (Prefect's asserting client)."""
+    from prefect.events.clients import AssertingEventsClient
+    from prefect.events.worker import EventsWorker
+
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+    yield lambda: (worker.drain(), worker._client.events)[1]
+    worker.drain()
+
+
 def test_ten_percent_transient_faults_give_the_same_adapter(
-    reference, credentials, chat_jsonl, local_tinker
+    reference, credentials, chat_jsonl, local_tinker, recorded_events
 ):
+    faults_before = sum(local_tinker.stats.faults.values())
     local_tinker.faults = FaultConfig(rate=0.1, seed=7, kinds=("503", "429", "drop"))
     try:
         result = sft_pipeline(credentials=credentials, **pipeline_params(chat_jsonl, "faulty"))
-        injected = sum(local_tinker.stats.faults.values())
     finally:
         local_tinker.faults = FaultConfig()
-    assert injected > 0, "the run should have met injected faults"
+    assert sum(local_tinker.stats.faults.values()) > faults_before, "no fault was injected"
     assert result.final_step == 4
     assert adapter_digest(result.adapter_dir) == adapter_digest(reference.result.adapter_dir)
     assert optim_steps_of(local_tinker, credentials, "faulty") >= 4
+
+    saved = [e for e in recorded_events() if e.event == "tinker.checkpoint.saved"]
+    assert [(e.payload["step"], e.payload["path"].rsplit("/", 1)[-1]) for e in saved] == [
+        (2, "step-000002"),
+        (4, "step-000004"),
+    ]
+    assert saved[-1].payload["path"] == result.final_checkpoint
+    assert all(isinstance(e.payload["loss"], float) for e in saved)
 
 
 def test_unknown_model_fails_before_training_without_retries(credentials, chat_jsonl, local_tinker):

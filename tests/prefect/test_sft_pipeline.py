@@ -28,39 +28,39 @@ def test_trains_checkpoints_evaluates_and_exports(reference, credentials):
     assert (adapter / "adapter_model.safetensors").stat().st_size > 0
 
 
-def test_every_checkpoint_is_on_the_service(reference, credentials):
-    from prefect_tinker.checkpoints import list_run_checkpoints
-
-    result = reference.result
-    paths = {
-        cp.tinker_path for cp in list_run_checkpoints(credentials.get_rest_client(), "reference")
-    }
-    step_2 = result.final_checkpoint.rsplit("/", 1)[0] + "/step-000002"
-    assert {result.final_checkpoint, step_2} <= paths
+def test_every_checkpoint_is_on_the_service(reference):
+    final = reference.result.final_checkpoint
+    step_2 = final.rsplit("/", 1)[0] + "/step-000002"
+    assert {final, step_2} <= reference.checkpoints
 
 
 def test_rerun_sends_no_training_requests_and_returns_the_same_paths(
     reference, credentials, chat_jsonl, local_tinker
 ):
-    first, after_first = reference.result, reference.requests_after
-    again = sft_pipeline(credentials=credentials, **pipeline_params(chat_jsonl, "reference"))
-    assert training_requests(local_tinker) == after_first
+    first = reference.result
+    before = training_requests(local_tinker)
+    state = sft_pipeline(
+        credentials=credentials, **pipeline_params(chat_jsonl, "reference"), return_state=True
+    )
+    again = state.result()
+    assert training_requests(local_tinker) == before
     assert again.steps_run == 0
     for field in ("run_id", "final_checkpoint", "sampler_path", "external_path", "adapter_dir"):
         assert getattr(again, field) == getattr(first, field), field
     assert again.eval_nll == first.eval_nll
     assert adapter_digest(again.adapter_dir) == adapter_digest(first.adapter_dir)
 
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.parameters["credentials"]  # the block is recorded ...
+    assert local_tinker.api_key not in str(run.parameters)  # ... without its key
 
-def test_progress_artifact_and_no_secret_in_flow_run_parameters(reference, local_tinker):
+
+def test_progress_artifact_reaches_100_percent(reference):
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts()
-        runs = client.read_flow_runs()
     progress = [a for a in artifacts if a.key == "training-reference" and a.type == "progress"]
     assert progress and progress[-1].data == 100.0
-    sft_runs = [r for r in runs if "credentials" in r.parameters]
-    assert sft_runs
-    assert all(local_tinker.api_key not in str(r.parameters) for r in sft_runs)
 
 
 def test_usable_as_a_subflow(reference, credentials, chat_jsonl):
