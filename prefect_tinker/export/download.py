@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
+import ssl
 import threading
 import time
 import uuid
@@ -27,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 
 from prefect_tinker.errors import (
@@ -46,6 +49,7 @@ from prefect_tinker.export.manifest import (
 from prefect_tinker.paths import TinkerPath
 
 RESIGN_MARGIN_S = 300.0
+READ_SIZE = 256 * 1024
 TEMPORARY_EXPORT_TTL_S = 3600
 AGE_SUFFIX = ".age"
 _REFRESH_STATUS = frozenset({401, 403, 410})
@@ -497,13 +501,64 @@ def _decrypt(src: Path, dst: Path, identity: Any, name: str) -> None:
 def _http_client(concurrency: int) -> Iterator[httpx.Client]:
     limits = httpx.Limits(max_connections=max(concurrency, 1) + 2)
     timeout = httpx.Timeout(60.0, connect=10.0)
+    transport = httpx.HTTPTransport(limits=limits, verify=_ssl_context())
+    pool = getattr(transport, "_pool", None)
+    if isinstance(getattr(pool, "_network_backend", None), httpcore.NetworkBackend):
+        pool._network_backend = _LargeReads(pool._network_backend)  # type: ignore[union-attr]
     with httpx.Client(
+        transport=transport,
         timeout=timeout,
-        limits=limits,
         follow_redirects=True,
         headers={"Accept-Encoding": "identity"},
     ) as client:
         yield client
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle takes ~0.1 s each time."""
+    return ssl.create_default_context()
+
+
+class _LargeReads(httpcore.NetworkBackend):
+    """A network backend whose sockets read up to `READ_SIZE` bytes per call.
+
+    httpcore asks for 64 KiB at a time, and the per-read Python work (h11 parsing, events)
+    then caps one stream at about 240 MiB/s on a busy 2-core machine; larger reads bring it to
+    the speed of the socket (256 KiB already does; larger reads only cost memory).
+    """
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _LargeReadStream(self._inner.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _LargeReadStream(self._inner.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _LargeReadStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max(max_bytes, READ_SIZE), timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _LargeReadStream(self._inner.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 @contextmanager
