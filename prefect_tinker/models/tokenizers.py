@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,6 +286,7 @@ class HFTokenizer(Tokenizer):
         self.directory = directory
         self.hf = HFBackend.from_file(str(directory / "tokenizer.json"))
         self.hf.encode_special_tokens = False
+        self._lock = threading.Lock()
         config = _read_json(directory / "tokenizer_config.json")
         self.special_tokens = {
             t.content: i for i, t in self.hf.get_added_tokens_decoder().items() if t.special
@@ -299,25 +301,27 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = max(self.hf.get_vocab(with_added_tokens=True).values()) + 1
 
     def encode_ordinary(self, text: str) -> list[int]:
-        self.hf.encode_special_tokens = True
-        try:
-            return self.hf.encode(text, add_special_tokens=False).ids
-        finally:
-            self.hf.encode_special_tokens = False
+        return self._encode([text], plain_specials=True)[0]
 
     def _encode_parsing_special(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False).ids
+        return self._encode([text], plain_specials=False)[0]
+
+    def _encode(self, texts: list[str], *, plain_specials: bool) -> list[list[int]]:
+        # `encode_special_tokens` is tokenizer-wide state: flip it under a lock.
+        with self._lock:
+            self.hf.encode_special_tokens = plain_specials
+            try:
+                return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+            finally:
+                self.hf.encode_special_tokens = False
 
     def encode_batch(
         self, texts: Iterable[str], add_special_tokens: bool = False, *, parse_special: bool = False
     ) -> list[list[int]]:
-        self.hf.encode_special_tokens = not parse_special
-        try:
-            encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
-        finally:
-            self.hf.encode_special_tokens = False
-        prefix = [self.bos_token_id] if add_special_tokens and self._adds_bos else []
-        return [[*prefix, *e.ids] for e in encodings]  # type: ignore[list-item]
+        encoded = self._encode(list(texts), plain_specials=not parse_special)
+        if add_special_tokens and self._adds_bos and self.bos_token_id is not None:
+            return [[self.bos_token_id, *ids] for ids in encoded]
+        return encoded
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
