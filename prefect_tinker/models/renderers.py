@@ -252,7 +252,7 @@ class RoleColonRenderer(_PiecewiseRenderer):
 
     def _prefix(self) -> list[int]:
         bos = self.tokenizer.bos_token_id
-        return [bos] if bos is not None and self.tokenizer._adds_bos else []
+        return [bos] if bos is not None and self.tokenizer.adds_bos else []
 
     def _pieces(self, message: Message) -> tuple[list[int], list[int]]:
         role = str(message.get("role", "")).capitalize()

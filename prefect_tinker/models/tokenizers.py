@@ -137,6 +137,7 @@ class Tokenizer(abc.ABC):
     bos_token_id: int | None
     eos_token_id: int | None
     special_tokens: dict[str, int]  # surface text -> id
+    adds_bos: bool = False  # whether `encode(..., add_special_tokens=True)` prepends BOS
 
     @abc.abstractmethod
     def encode_ordinary(self, text: str) -> list[int]:
@@ -155,7 +156,7 @@ class Tokenizer(abc.ABC):
         turns special-token text such as ``<|im_end|>`` into its single id.
         """
         ids = self._encode_parsing_special(text) if parse_special else self.encode_ordinary(text)
-        if add_special_tokens and self._adds_bos and self.bos_token_id is not None:
+        if add_special_tokens and self.adds_bos and self.bos_token_id is not None:
             return [self.bos_token_id, *ids]
         return ids
 
@@ -195,8 +196,6 @@ class Tokenizer(abc.ABC):
             ids.extend(self.encode_ordinary(text[pos:]))
         return ids
 
-    _adds_bos: bool = False
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, vocab_size={self.vocab_size})"
 
@@ -210,7 +209,7 @@ class NativeTokenizer(Tokenizer):
         self.family = family
         self.name = family.key
         self.native = getattr(native_tokenizers, family.class_name)()
-        self._adds_bos = family.adds_bos
+        self.adds_bos = family.adds_bos
         specials: dict[str, int] = {}
         for short_name in self.native.special_tokens():
             token_id = self.native.encode_special(short_name)
@@ -295,7 +294,7 @@ class HFTokenizer(Tokenizer):
         self.eos_token = _token_text(config.get("eos_token"))
         self.bos_token_id = self.hf.token_to_id(self.bos_token) if self.bos_token else None
         self.eos_token_id = self.hf.token_to_id(self.eos_token) if self.eos_token else None
-        self._adds_bos = bool(config.get("add_bos_token", False)) or _post_processor_adds_bos(
+        self.adds_bos = bool(config.get("add_bos_token", False)) or _post_processor_adds_bos(
             directory, self.bos_token
         )
         self.vocab_size = max(self.hf.get_vocab(with_added_tokens=True).values()) + 1
@@ -319,7 +318,7 @@ class HFTokenizer(Tokenizer):
         self, texts: Iterable[str], add_special_tokens: bool = False, *, parse_special: bool = False
     ) -> list[list[int]]:
         encoded = self._encode(list(texts), plain_specials=not parse_special)
-        if add_special_tokens and self._adds_bos and self.bos_token_id is not None:
+        if add_special_tokens and self.adds_bos and self.bos_token_id is not None:
             return [[self.bos_token_id, *ids] for ids in encoded]
         return encoded
 
