@@ -167,3 +167,25 @@ def test_errors_name_the_problem() -> None:
         renderer.render(CONVERSATION, train_on="everything")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="Unknown renderer 'nope'"):
         get_renderer("nope", "Qwen/Qwen3-8B")
+
+
+@pytest.mark.parametrize(
+    "name", ["qwen3", "qwen3_disable_thinking", "qwen3_instruct", "deepseekv3"]
+)
+def test_one_sequence_fast_path_equals_the_full_rendering(name: str) -> None:
+    """Earlier assistant turns get loss weight 0 before rendering (so per-turn renderers emit
+    one sequence); the result must equal the last example of the full rendering, with weights
+    kept only from the last assistant turn's prompt on."""
+    three_turns = [
+        *CONVERSATION,
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "6"},
+    ]
+    renderer = get_renderer(name, "Qwen/Qwen3-8B")
+    [fast] = renderer.render(three_turns)
+    full = renderer.native.render_for_sft(chat.MessageList.from_oss_messages(three_turns))[-1]
+    tokens = [t for span in full.input_token_spans for t in span.span.tokens]
+    prompt = renderer.generation_prompt(three_turns[:-1])
+    assert fast.tokens == tokens and tokens[: len(prompt)] == prompt
+    expected = [0.0] * len(prompt) + list(full.per_token_loss_weight_unshifted[len(prompt) :])
+    assert fast.weights == expected
