@@ -366,43 +366,45 @@ def _check_tensors(info: AdapterInfo, report: ValidationReport) -> None:
 def _base_architecture(
     base: Path | str | dict[str, Any] | None, info: AdapterInfo, report: ValidationReport
 ) -> dict[str, Any] | None:
+    """The base `config.json` to check against: `base` (a dict, a local model dir or config
+    file, or a registry model name), else the adapter's base model when it is a local dir.
+
+    The registry is consulted only for an explicit `base`: adapters trained on the local
+    service's small stand-ins carry real model names but not the real shapes.
+    """
     if isinstance(base, dict):
         return base
-    candidates: list[Path | str] = [base] if base is not None else []
-    if base is None and info.base_model:
-        candidates.append(info.base_model)
-    for candidate in candidates:
-        path = Path(str(candidate)).expanduser()
-        config = path / "config.json" if path.is_dir() else path
-        if config.is_file() and config.name.endswith(".json"):
-            try:
-                return json.loads(config.read_text())
-            except (OSError, ValueError):
-                report.warnings.append(f"could not read the base config {str(config)!r}")
-                return None
-        arch = _registry_architecture(str(candidate))
-        if arch:
-            return arch
-        if base is not None:
-            report.warnings.append(
-                f"base {str(base)!r} is neither a local model directory nor a known model; "
-                "shapes were checked against the rank only"
-            )
-    return None
+    candidate = base if base is not None else info.base_model
+    if not candidate:
+        return None
+    path = Path(str(candidate)).expanduser()
+    config = path / "config.json" if path.is_dir() else path
+    if config.name.endswith(".json") and config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            report.warnings.append(f"could not read the base config {str(config)!r}")
+            return None
+        return data if isinstance(data, dict) else None
+    if base is None:
+        return None
+    arch = _registry_architecture(str(base))
+    if arch is None:
+        report.warnings.append(
+            f"base {str(base)!r} is neither a local model directory nor a known model; "
+            "shapes were checked against the rank only"
+        )
+    return arch
 
 
 def _registry_architecture(name: str) -> dict[str, Any] | None:
-    """The architecture the models registry records for `name`, when it records one."""
+    """The `config.json` shapes the models registry records for `name`, if it knows it."""
     try:
         from prefect_tinker.models import get_model
-    except ImportError:
-        return None
-    try:
-        spec = get_model(name)
+
+        return dict(get_model(name).architecture.to_hf_config())
     except Exception:  # noqa: BLE001 - an unknown name only means: no architecture to check
         return None
-    arch = getattr(spec, "architecture", None) or getattr(spec, "hf_config", None)
-    return dict(arch) if isinstance(arch, dict) else None
 
 
 def _expected_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, int]]:

@@ -129,3 +129,13 @@ def test_high_rank_warns_with_the_vllm_flag(adapter):
     _edit_config(adapter, r=32)
     report = validate_adapter(adapter)
     assert any("--max-lora-rank 32" in w for w in report.warnings)
+
+
+def test_a_registry_model_name_gives_the_real_architecture(tiny_adapter):
+    report = validate_adapter(tiny_adapter, base="Qwen/Qwen3-0.6B", raise_on_error=False)
+    assert any("maps 32 -> 32 features" in e and "1024" in e for e in report.errors)
+
+
+def test_unknown_base_name_only_warns(tiny_adapter):
+    report = validate_adapter(tiny_adapter, base="nobody/no-such-model")
+    assert report.ok and any("neither a local model directory" in w for w in report.warnings)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fileserver import FakeRest, FileServer
@@ -207,3 +208,20 @@ def test_progress_reports_every_byte(server, tmp_path):
 
     download(FakeRest(server), PATH, tmp_path / "out", progress=progress)
     assert seen == {n: len(b) for n, b in server.state.files.items()}
+
+
+class _ClockSkewRest(FakeRest):
+    """Claims an hour of validity, but the first URLs it signs have already expired."""
+
+    def get_external_weights_urls(self, tinker_path):
+        response = super().get_external_weights_urls(tinker_path).result()
+        if self.sign_calls == 1:
+            response.urls = {n: u.split("?")[0] + "?exp=0" for n, u in response.urls.items()}
+        return SimpleNamespace(result=lambda: response)
+
+
+def test_refused_url_is_signed_again_once(server, tmp_path):
+    rest = _ClockSkewRest(server)
+    manifest = download(rest, PATH, tmp_path / "out", concurrency=2)
+    assert rest.sign_calls == 2
+    assert manifest.bytes_transferred == sum(map(len, server.state.files.values()))
