@@ -8,7 +8,7 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,8 +37,8 @@ class ChatDataset:
         >>> first_batch = ds.batches(batch_size=8, epoch=0, seed=0)[0]
     """
 
-    train: list[tinker.Datum]
-    holdout: list[tinker.Datum]
+    train: list[tinker.Datum] = field(repr=False)
+    holdout: list[tinker.Datum] = field(repr=False)
     fingerprint: str
     records: int  # conversations read
     dropped: int = 0  # sequences with nothing to train on after truncation
