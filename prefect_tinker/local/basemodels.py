@@ -247,13 +247,19 @@ class SharedBase:
     def add_adapter(self, adapter_name: str, config: Any) -> None:
         """Attach a new, freshly initialised adapter named `adapter_name`."""
         with warnings.catch_warnings():
-            # PEFT notes that the config now names the cache dir as base; we write the
-            # lineup name into adapter_config.json ourselves.
+            # PEFT notes that the config now names the cache dir as base (we write the lineup
+            # name into adapter_config.json ourselves) and relays transformers deprecations.
             warnings.simplefilter("ignore", UserWarning)
-            if self.peft is None:
-                self.peft = get_peft_model(self.model, config, adapter_name=adapter_name)
-            else:
-                self.peft.add_adapter(adapter_name, config)
+            warnings.simplefilter("ignore", FutureWarning)
+            try:
+                if self.peft is None:
+                    self.peft = get_peft_model(self.model, config, adapter_name=adapter_name)
+                else:
+                    self.peft.add_adapter(adapter_name, config)
+            except ValueError as exc:  # e.g. target modules that this model does not have
+                raise EngineError(
+                    f"Cannot attach a LoRA adapter to {self.info.name!r}: {exc}"
+                ) from exc
 
     def delete_adapter(self, adapter_name: str) -> None:
         if self.peft is not None and adapter_name in self.peft.peft_config:
@@ -441,12 +447,14 @@ def _build_standin(dest: Path, family: Family, recipe: dict[str, Any]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     (tmp / "standin.json").write_text(json.dumps(recipe, sort_keys=True), encoding="utf-8")
-    if dest.exists():
-        shutil.rmtree(dest, ignore_errors=True)
+    if _read_json(dest / "standin.json") == recipe:  # another process just built the same bytes
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(dest, ignore_errors=True)  # a stale recipe
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(tmp, dest)
-    except OSError:  # another process built it at the same time; theirs is identical
+    except OSError:  # another process won the race; theirs is identical
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -327,6 +327,8 @@ def test_local_path_model_trains_with_real_weights(engine: Engine, tmp_path: Pat
     run.save_adapter(tmp_path / "adapter")
     sampled = engine.sampler(name, tmp_path / "adapter").sample([1, 2], 1, max_tokens=3)
     assert len(sampled.sequences[0].tokens) == 3
+    with pytest.raises(EngineError, match="do not fit"):  # an adapter for another base
+        engine.sampler(BASE, tmp_path / "adapter")
     run.close()
 
 
