@@ -99,6 +99,8 @@ def download(
 
     Raises:
         UnsupportedCheckpointError: a `sampler_weights/` path.
+        ConfigurationError: `dest` holds something else, or a `weights/` path without `service`.
+        CheckpointNotFound: the checkpoint (or one of its files) does not exist or expired.
         UnsafePathError: a file name that would escape `dest`.
         IntegrityError: bytes that do not match the server's size or hash after re-fetching.
         DownloadError: the transfer kept failing (transient; retrying later may work).

@@ -128,3 +128,24 @@ def test_missing_api_key_is_a_clear_error(monkeypatch):
     result = CliRunner().invoke(app, ["runs", "list"])
     assert result.exit_code == 2
     assert "no Tinker API key" in result.stderr and "TINKER_API_KEY" in result.stderr
+
+
+def test_push_hf_pushes_once_and_keeps_the_token_out_of_output(cli, trained, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from hubserver import HubServer
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    token = "hf_cli_secret_token_42"
+    monkeypatch.setenv("HF_TOKEN", token)
+    cli("download", trained.external_path, str(tmp_path / "a"), "--format", "json")
+    with HubServer() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        first = cli("push-hf", str(tmp_path / "a"), "me/cli-adapter", "--format", "json")
+        again = cli("push-hf", str(tmp_path / "a"), "me/cli-adapter", "--format", "json")
+        refused = cli("push-hf", str(tmp_path / "a"), "bad repo/x")
+
+    assert json.loads(first.stdout)["pushed"] is True
+    assert json.loads(again.stdout)["pushed"] is False
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    for result in (first, again, refused):
+        assert token not in result.output
