@@ -62,6 +62,7 @@ class Family:
     max_context_length: int
     make_config: Callable[[int, int], Any]  # (vocab_size, eos_token_id) -> transformers config
     mlp_modules: tuple[str, ...] = MLP_MODULES
+    attn_modules: tuple[str, ...] = ATTN_MODULES
     mlp_parameters: tuple[str, ...] = ()  # fused expert weights, trained via PEFT target_parameters
 
 
@@ -131,6 +132,41 @@ def _gpt_oss_config(vocab_size: int, eos: int) -> Any:
     )
 
 
+def _deepseek_v3_config(vocab_size: int, eos: int) -> Any:
+    from transformers import DeepseekV3Config
+
+    # Multi-head latent attention and a dense first layer, then routed + shared experts.
+    return DeepseekV3Config(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=32,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        n_group=1,
+        topk_group=1,
+        first_k_dense_replace=1,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        q_lora_rank=32,
+        kv_lora_rank=16,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=8,
+        v_head_dim=16,
+        max_position_embeddings=163840,
+        rope_scaling=None,
+        tie_word_embeddings=False,
+        eos_token_id=eos,
+        pad_token_id=None,
+        bos_token_id=None,
+    )
+
+
+_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+_MLA = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+
 FAMILIES: dict[str, Family] = {
     f.key: f
     for f in (
@@ -142,7 +178,7 @@ FAMILIES: dict[str, Family] = {
             32768,
             _qwen3_moe_config,
             mlp_modules=(),
-            mlp_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+            mlp_parameters=_EXPERTS,
         ),
         Family(
             "gpt_oss",
@@ -151,7 +187,25 @@ FAMILIES: dict[str, Family] = {
             131072,
             _gpt_oss_config,
             mlp_modules=(),
-            mlp_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+            mlp_parameters=_EXPERTS,
+        ),
+        Family(
+            "deepseek_v3",
+            "DeepSeekV31Tokenizer",
+            129280,
+            131072,
+            _deepseek_v3_config,
+            attn_modules=_MLA,
+            mlp_parameters=_EXPERTS,
+        ),
+        Family(
+            "kimi_k2",
+            "KimiK2ThinkingTokenizer",
+            163840,
+            131072,
+            _deepseek_v3_config,  # Kimi K2 is a DeepSeek-V3-architecture model
+            attn_modules=_MLA,
+            mlp_parameters=_EXPERTS,
         ),
     )
 }
@@ -172,6 +226,9 @@ STANDINS: dict[str, str] = {
     "Qwen/Qwen3-235B-A22B-Instruct-2507": "qwen3_moe",
     "openai/gpt-oss-20b": "gpt_oss",
     "openai/gpt-oss-120b": "gpt_oss",
+    "deepseek-ai/DeepSeek-V3.1": "deepseek_v3",
+    "deepseek-ai/DeepSeek-V3.1-Base": "deepseek_v3",
+    "moonshotai/Kimi-K2-Thinking": "kimi_k2",
 }
 
 
@@ -319,10 +376,14 @@ class BaseModels:
     # ---- catalogue -------------------------------------------------------------------------
 
     def infos(self) -> list[BaseModelInfo]:
-        """Every stand-in of the lineup (local-path models are not listed)."""
-        return [self.info(name) for name in STANDINS]
+        """Every stand-in of the lineup (local-path models are not listed).
 
-    def info(self, name: str) -> BaseModelInfo:
+        Cheap: a tokenizer dir is reported only once exported (by `info(name)`), so listing
+        the lineup does not export every family's tokenizer.
+        """
+        return [self.info(name, export_tokenizer=False) for name in STANDINS]
+
+    def info(self, name: str, *, export_tokenizer: bool = True) -> BaseModelInfo:
         """Describe base model `name` (a lineup name or an absolute path to an HF model dir)."""
         if name in STANDINS:
             family = FAMILIES[STANDINS[name]]
@@ -330,7 +391,7 @@ class BaseModels:
                 name=name,
                 kind="stand-in",
                 max_context_length=family.max_context_length,
-                tokenizer_dir=self._tokenizer_dir(name),
+                tokenizer_dir=self._tokenizer_dir(name, export=export_tokenizer),
                 description=(
                     f"Local stand-in for {name}: the real {family.tokenizer_class} tokenizer with "
                     f"a tiny seeded random {family.key} model (2 layers, hidden 64); "
@@ -347,10 +408,12 @@ class BaseModels:
             "absolute path to a local Hugging Face model directory."
         )
 
-    def _tokenizer_dir(self, name: str) -> Path | None:
+    def _tokenizer_dir(self, name: str, *, export: bool) -> Path | None:
         family = FAMILIES[STANDINS[name]]
         with self._lock:
             if family.tokenizer_class not in self._tokenizer_dirs:
+                if not export:
+                    return None
                 dest = self.cache_dir / "tokenizers" / family.tokenizer_class
                 self._tokenizer_dirs[family.tokenizer_class] = _export_tokenizer(name, dest)
             return self._tokenizer_dirs[family.tokenizer_class]
@@ -396,7 +459,11 @@ class BaseModels:
         def decode(ids: list[int]) -> str:
             return tokenizer.decode([i for i in ids if i <= top])
 
-        targets = {"attn": ATTN_MODULES, "mlp": family.mlp_modules, "unembed": UNEMBED_MODULES}
+        targets = {
+            "attn": family.attn_modules,
+            "mlp": family.mlp_modules,
+            "unembed": UNEMBED_MODULES,
+        }
         return SharedBase(
             info,
             model,

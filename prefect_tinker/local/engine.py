@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -173,7 +174,9 @@ class TrainableModel:
         self.step = 0
         self.adapter_name = f"tk_run_{next(_ids)}"
         self._config = lora_config(base, lora)
-        base.add_adapter(self.adapter_name, self._config)
+        # PEFT rewrites the config it injects (patterns for fused experts); keep ours pristine
+        # so adapter_config.json does not depend on what else shares the base.
+        base.add_adapter(self.adapter_name, copy.deepcopy(self._config))
         init_adapter(base, self.adapter_name, seed=lora.seed)
         self._params = base.adapter_parameters(self.adapter_name)
         self._optimizer = self._new_optimizer()

@@ -82,7 +82,7 @@ def test_stand_in_is_described_as_one_and_exports_its_tokenizer(engine: Engine) 
     assert BASE in STANDINS
 
 
-@pytest.mark.parametrize("family", ["qwen3", "gpt_oss"])
+@pytest.mark.parametrize("family", ["qwen3", "gpt_oss", "deepseek_v3", "kimi_k2"])
 def test_stand_in_vocabulary_covers_every_token_id(family: str) -> None:
     highest = highest_token_id(_native_tokenizer(FAMILIES[family]))
     assert FAMILIES[family].real_vocab_size > highest
@@ -235,23 +235,29 @@ def test_saved_adapter_loads_in_peft_with_the_engines_logits(
     run.close()
 
 
-def test_moe_stand_in_trains_experts_and_loads_in_peft(engine: Engine, tmp_path: Path) -> None:
-    """Qwen3-MoE (and gpt-oss, same code path) train fused experts via target_parameters."""
+@pytest.mark.parametrize("name", ["Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3.1"])
+def test_moe_stand_ins_train_experts_and_load_in_peft(
+    engine: Engine, name: str, tmp_path: Path
+) -> None:
+    """MoE stand-ins (gpt-oss and Kimi K2 share these code paths) train fused experts."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    name = "Qwen/Qwen3-30B-A3B"
-    run = engine.create(name, LoraSpec(rank=2, seed=0))
     datum = make_datum([5, 6, 7, 8, 9, 10])
-    run.forward_backward([datum], "cross_entropy", {})
-    run.optim_step(AdamParams(learning_rate=1e-2))
-    run.save_adapter(tmp_path)
-    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    for attempt in ("first", "second"):  # a second run on the shared base: same bytes
+        run = engine.create(name, LoraSpec(rank=2, seed=0))
+        run.forward_backward([datum], "cross_entropy", {})
+        run.optim_step(AdamParams(learning_rate=1e-2))
+        run.save_adapter(tmp_path / attempt)
+        if attempt == "first":
+            run.close()
+    assert files(tmp_path / "first") == files(tmp_path / "second")
+    config = json.loads((tmp_path / "first" / "adapter_config.json").read_text())
     assert config["target_parameters"] == ["mlp.experts.down_proj", "mlp.experts.gate_up_proj"]
 
     engine_lp = run.forward_backward([datum], "cross_entropy", {}, forward_only=True)
     base = AutoModelForCausalLM.from_pretrained(engine.models.standin_dir(name))
-    peft_model = PeftModel.from_pretrained(base, str(tmp_path)).eval()
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path / "second")).eval()
     with torch.no_grad():
         logits = peft_model(input_ids=torch.tensor([[5, 6, 7, 8, 9]])).logits[0]
     peft_lp = torch.log_softmax(logits, -1)[torch.arange(5), torch.tensor([6, 7, 8, 9, 10])]
