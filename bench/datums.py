@@ -157,6 +157,26 @@ def main() -> None:
     print(f"prefect-tinker, auto workers: {auto_rate:8.0f} conv/s  ({auto_rate / base_rate:.2f}x)")
     print(f"identical datums: {same}")
 
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _report import report
+
+    report(
+        "datums",
+        f"{n} chat conversations ({size_mb:.1f} MB JSONL) -> Datums, renderer {renderer.name}, "
+        f"max_length {args.max_length}; identical datums: {same}",
+        figures={
+            "one-at-a-time loop conv/s": base_rate,
+            "ours, 1 process conv/s": serial_rate,
+            "ours, auto workers conv/s": auto_rate,
+        },
+        ratios={
+            "ours (1 process) / one-at-a-time loop": (serial_rate / base_rate, ">= 2"),
+            "ours (auto workers) / one-at-a-time loop": (auto_rate / base_rate, ">= 2"),
+        },
+    )
+
 
 if __name__ == "__main__":
     main()
