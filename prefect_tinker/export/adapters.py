@@ -152,7 +152,12 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             ) from exc
     if not isinstance(header, dict):
         raise AdapterValidationError(f"{str(path)!r} has a header that is not a JSON object.")
-    metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
+    raw_metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(raw_metadata, dict):
+        raise AdapterValidationError(
+            f"{str(path)!r} has a __metadata__ entry that is not an object; download it again."
+        )
+    metadata = {str(k): str(v) for k, v in raw_metadata.items()}
     data_size = size - 8 - length
     tensors: dict[str, TensorInfo] = {}
     spans = []
@@ -213,15 +218,15 @@ def inspect_adapter(directory: Path | str) -> AdapterInfo:
     if not isinstance(config, dict):
         raise AdapterValidationError(f"{str(config_path)!r} does not hold a JSON object.")
     tensors, metadata = read_safetensors_header(weights_path)
-    targets = config.get("target_modules") or []
+    targets = config.get("target_modules")
     return AdapterInfo(
         directory=directory,
-        base_model=config.get("base_model_name_or_path"),
+        base_model=base if isinstance(base := config.get("base_model_name_or_path"), str) else None,
         rank=_int_or_none(config.get("r")),
         alpha=_float_or_none(config.get("lora_alpha")),
-        target_modules=targets if isinstance(targets, str) else sorted(targets),
-        target_parameters=sorted(config.get("target_parameters") or []),
-        modules_to_save=sorted(config.get("modules_to_save") or []),
+        target_modules=targets if isinstance(targets, str) else _names(targets),
+        target_parameters=_names(config.get("target_parameters")),
+        modules_to_save=_names(config.get("modules_to_save")),
         config=config,
         tensors=tuple(tensors[n] for n in sorted(tensors)),
         modules=_lora_modules(tensors),
@@ -270,6 +275,30 @@ def validate_adapter(
     return report
 
 
+def _names(value: Any) -> list[str]:
+    """A config field that should list module names, as sorted strings ([] for anything else)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return sorted(str(v) for v in value)
+    return []
+
+
+def _rank_pattern(config: dict[str, Any]) -> dict[str, int]:
+    pattern = config.get("rank_pattern")
+    if not isinstance(pattern, dict):
+        return {}
+    return {str(k): v for k, v in pattern.items() if _int_or_none(v) is not None}
+
+
+def _search(pattern: str, text: str, *, full: bool = False) -> bool:
+    """Regex match that treats an invalid pattern (from a config file) as no match."""
+    try:
+        return bool(re.fullmatch(pattern, text) if full else re.search(pattern, text))
+    except re.error:
+        return False
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -301,6 +330,12 @@ def _check_config(info: AdapterInfo, report: ValidationReport) -> None:
         report.errors.append(f"lora_alpha is {cfg.get('lora_alpha')!r}; it must be positive")
     if not info.target_modules and not info.target_parameters:
         report.errors.append("adapter_config.json names no target_modules or target_parameters")
+    for key in ("target_modules", "target_parameters", "modules_to_save"):
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, str | list):
+            report.errors.append(f"{key} is {value!r}; it must be a list of module names")
+    if cfg.get("rank_pattern") is not None and not isinstance(cfg.get("rank_pattern"), dict):
+        report.errors.append(f"rank_pattern is {cfg.get('rank_pattern')!r}; it must be an object")
     if not info.base_model:
         report.warnings.append(
             "adapter_config.json has no base_model_name_or_path; loaders cannot tell which base "
@@ -317,7 +352,7 @@ def _targets(info: AdapterInfo, module: str) -> str | None:
             return "parameter"
     targets = info.target_modules
     if isinstance(targets, str):
-        if targets == "all-linear" or re.fullmatch(targets, module):
+        if targets == "all-linear" or _search(targets, module, full=True):
             return "module"
         return None
     last = module.rsplit(".", 1)[-1]
@@ -331,7 +366,7 @@ def _check_tensors(info: AdapterInfo, report: ValidationReport) -> None:
         report.errors.append(f"{ADAPTER_WEIGHTS} holds no lora_A/lora_B tensors")
         return
     r = info.rank
-    rank_pattern = info.config.get("rank_pattern") or {}
+    rank_pattern = _rank_pattern(info.config)
     for m in info.modules:
         if m.a_shape is None or m.b_shape is None:
             side = "lora_B" if m.a_shape else "lora_A"
@@ -343,7 +378,7 @@ def _check_tensors(info: AdapterInfo, report: ValidationReport) -> None:
         kind = _targets(info, m.name)
         if kind is None:
             report.errors.append(f"{m.name} carries LoRA weights but is not in target_modules")
-        rank = next((v for k, v in rank_pattern.items() if re.search(k, m.name)), r)
+        rank = next((v for k, v in rank_pattern.items() if _search(k, m.name)), r)
         a_rank, b_rank = m.a_shape[0], m.b_shape[1]
         if a_rank != b_rank:
             report.errors.append(
@@ -377,9 +412,13 @@ def _base_architecture(
     candidate = base if base is not None else info.base_model
     if not candidate:
         return None
-    path = Path(str(candidate)).expanduser()
-    config = path / "config.json" if path.is_dir() else path
-    if config.name.endswith(".json") and config.is_file():
+    try:
+        path = Path(str(candidate)).expanduser()
+        config = path / "config.json" if path.is_dir() else path
+        is_file = config.name.endswith(".json") and config.is_file()
+    except (OSError, ValueError):  # a name too long or odd to be a path is a model name
+        is_file = False
+    if is_file:
         try:
             data = json.loads(config.read_text())
         except (OSError, ValueError):
@@ -407,17 +446,28 @@ def _registry_architecture(name: str) -> dict[str, Any] | None:
         return None
 
 
+def _text_config(arch: dict[str, Any]) -> dict[str, Any]:
+    """The decoder's part of a config.json (multimodal configs nest it as text_config)."""
+    nested = arch.get("text_config")
+    return nested if isinstance(nested, dict) else arch
+
+
+def _positive(value: Any) -> int | None:
+    number = _int_or_none(value)
+    return number if number is not None and number > 0 else None
+
+
 def _expected_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(in_features, out_features) of the usual linear layers, from an HF `config.json`."""
-    cfg = arch.get("text_config") or arch
-    h = cfg.get("hidden_size")
-    if not isinstance(h, int):
+    cfg = _text_config(arch)
+    h = _positive(cfg.get("hidden_size"))
+    if h is None:
         return {}
-    heads = cfg.get("num_attention_heads") or 1
-    kv = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or h // heads
-    inter = cfg.get("intermediate_size")
-    vocab = cfg.get("vocab_size")
+    heads = _positive(cfg.get("num_attention_heads")) or 1
+    kv = _positive(cfg.get("num_key_value_heads")) or heads
+    head_dim = _positive(cfg.get("head_dim")) or h // heads
+    inter = _positive(cfg.get("intermediate_size"))
+    vocab = _positive(cfg.get("vocab_size"))
     shapes = {
         "q_proj": (h, heads * head_dim),
         "k_proj": (h, kv * head_dim),
@@ -433,7 +483,7 @@ def _expected_shapes(arch: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 def _check_against_base(info: AdapterInfo, arch: dict[str, Any], report: ValidationReport) -> None:
     expected = _expected_shapes(arch)
-    layers = (arch.get("text_config") or arch).get("num_hidden_layers")
+    layers = _positive(_text_config(arch).get("num_hidden_layers"))
     for m in info.modules:
         if m.a_shape is None or m.b_shape is None:
             continue
@@ -479,7 +529,7 @@ def _serving_warnings(info: AdapterInfo, report: ValidationReport) -> None:
             f"target_parameters={info.target_parameters} (LoRA on fused expert weights) needs a "
             "recent PEFT; many serving stacks cannot load it"
         )
-    rank = max([info.rank or 0, *(cfg.get("rank_pattern") or {}).values()])
+    rank = max([info.rank or 0, *_rank_pattern(cfg).values()])
     if rank > VLLM_MAX_RANK:
         report.warnings.append(
             f"rank {rank} is above vLLM's largest --max-lora-rank ({VLLM_MAX_RANK})"

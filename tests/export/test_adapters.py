@@ -139,3 +139,25 @@ def test_a_registry_model_name_gives_the_real_architecture(tiny_adapter):
 def test_unknown_base_name_only_warns(tiny_adapter):
     report = validate_adapter(tiny_adapter, base="nobody/no-such-model")
     assert report.ok and any("neither a local model directory" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("config", "header"),
+    [
+        ({}, {"__metadata__": True}),
+        ({"target_parameters": 5}, {}),
+        ({"modules_to_save": [1, "a"], "rank_pattern": [1]}, {}),
+        ({"target_modules": "([", "base_model_name_or_path": "x" * 300}, {}),
+    ],
+    ids=["metadata-not-object", "params-not-list", "mixed-types", "bad-regex-long-name"],
+)
+def test_malformed_configs_give_a_report_not_a_crash(tmp_path, config, header):
+    import struct
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    raw = json.dumps(header).encode()
+    (tmp_path / WEIGHTS).write_bytes(struct.pack("<Q", len(raw)) + raw)
+    report = validate_adapter(tmp_path, raise_on_error=False)
+    assert report.errors
+    with pytest.raises(AdapterValidationError):
+        validate_adapter(tmp_path)
