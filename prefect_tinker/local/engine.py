@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -120,11 +121,23 @@ class Engine:
         meta = _read_state_json(state_dir)
         base = self.models.get(meta["base_model"])
         run = TrainableModel(base, LoraSpec(**meta["lora"]))
-        tensors = load_file(str(state_dir / STATE_WEIGHTS))
-        weights = {
-            k.removeprefix("weights/"): v for k, v in tensors.items() if k.startswith("weights/")
-        }
-        load_adapter_tensors(base, run.adapter_name, weights, state_dir)
+        try:
+            tensors = load_file(str(state_dir / STATE_WEIGHTS))
+            weights = {
+                k.removeprefix("weights/"): v
+                for k, v in tensors.items()
+                if k.startswith("weights/")
+            }
+            load_adapter_tensors(base, run.adapter_name, weights, state_dir)
+        except (OSError, safetensors.SafetensorError) as exc:
+            run.close()
+            raise EngineError(
+                f"Cannot read the weights of state {str(state_dir)!r} ({exc}); "
+                "it was not fully written by save_state."
+            ) from exc
+        except EngineError:
+            run.close()
+            raise
         run.step = int(meta["step"])
         if with_optimizer:
             run._load_optimizer(tensors)

@@ -277,7 +277,7 @@ def test_lora_groups_select_target_modules(engine: Engine, tmp_path: Path) -> No
         )
 
 
-def test_user_errors_name_the_bad_value(engine: Engine) -> None:
+def test_user_errors_name_the_bad_value(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(EngineError, match=r"'Qwen/Qwen3-9B'.*Did you mean"):
         engine.base_model_info("Qwen/Qwen3-9B")
     with pytest.raises(EngineError, match="is not a Hugging Face model directory"):
@@ -295,6 +295,13 @@ def test_user_errors_name_the_bad_value(engine: Engine) -> None:
         run.forward_backward([make_datum([1])], "cross_entropy", {})
     with pytest.raises(EngineError, match="context length 32768"):
         run.forward_backward([make_datum([1] * 32_770)], "cross_entropy", {})
+    with pytest.raises(EngineError, match="not an engine state dir"):
+        engine.load(tmp_path, with_optimizer=True)
+    run.save_state(tmp_path)
+    weights = tmp_path / "state.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(EngineError, match="Cannot read the weights"):
+        engine.load(tmp_path, with_optimizer=True)
     run.close()
 
 
