@@ -71,7 +71,7 @@ STATE_FORMAT = "prefect-tinker-engine-state/1"
 STATE_JSON = "state.json"
 STATE_WEIGHTS = "state.safetensors"
 # Padded tokens per forward pass: bounds the (tokens x vocab) logits a step materialises.
-MICROBATCH_TOKENS = 1024
+MICROBATCH_TOKENS = 512
 MAX_CACHED_SAMPLERS = 16
 _ids = itertools.count()
 

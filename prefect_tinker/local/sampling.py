@@ -65,7 +65,7 @@ class Sampler:
         )
         with torch.no_grad(), self.base.active(self.adapter_name) as model:
             ids = torch.tensor([prompt], dtype=torch.long)
-            all_logits, cache = _forward(model, ids, None)
+            all_logits, cache = _forward(model, ids, None, last_only=not prompt_logprobs)
             prompt_lps = _prompt_logprobs(all_logits[0], prompt) if prompt_logprobs else None
             if num_samples > 1:
                 cache.batch_repeat_interleave(num_samples)
@@ -142,10 +142,21 @@ class Sampler:
         return any(s in text for s in strings)
 
 
-def _forward(model: Any, ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-    """Logits of `ids` after `cache`, and the extended cache (transformers 4.x and 5.x names)."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    out = model(input_ids=ids, use_cache=True, **({name: cache} if cache is not None else {}))
+def _forward(
+    model: Any, ids: torch.Tensor, cache: Any, *, last_only: bool = True
+) -> tuple[torch.Tensor, Any]:
+    """Logits of `ids` after `cache`, and the extended cache (transformers 4.x and 5.x names).
+
+    With `last_only`, only the last position's logits are computed (a long prompt would
+    otherwise materialise prompt-length x vocabulary floats).
+    """
+    params = inspect.signature(model.forward).parameters
+    kwargs: dict[str, Any] = {"use_cache": True}
+    if cache is not None:
+        kwargs["cache" if "cache" in params else "past_key_values"] = cache
+    if last_only and "logits_to_keep" in params:
+        kwargs["logits_to_keep"] = 1
+    out = model(input_ids=ids, **kwargs)
     new_cache = getattr(out, "cache", None)
     return out.logits, new_cache if new_cache is not None else out.past_key_values
 

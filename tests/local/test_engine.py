@@ -17,6 +17,7 @@ from prefect_tinker.local.basemodels import (
     highest_token_id,
 )
 from prefect_tinker.local.engine import (
+    MICROBATCH_TOKENS,
     AdamParams,
     DatumArrays,
     Engine,
@@ -160,6 +161,17 @@ def test_cross_entropy_is_the_weighted_sum_of_target_logprobs(
     np.testing.assert_allclose(out["logprobs"], expected_lp.numpy(), rtol=1e-5, atol=1e-5)
     assert result.metrics["loss:sum"] == pytest.approx(expected, rel=1e-5)
     np.testing.assert_allclose(out["elementwise_loss"].sum(), expected, rtol=1e-5)
+    run.close()
+
+
+def test_large_batches_are_split_without_changing_results(engine: Engine) -> None:
+    run = engine.create(BASE, LoraSpec(rank=2, seed=4))
+    data = batch(5, size=3, length=MICROBATCH_TOKENS // 2 + 1)  # too big for one forward pass
+    together = run.forward_backward(data, "cross_entropy", {}, forward_only=True)
+    alone = [run.forward_backward([d], "cross_entropy", {}, forward_only=True) for d in data]
+    assert together.metrics["loss:sum"] == pytest.approx(sum(a.metrics["loss:sum"] for a in alone))
+    for joint, single in zip(together.outputs, alone, strict=True):
+        np.testing.assert_allclose(joint["logprobs"], single.outputs[0]["logprobs"], rtol=1e-6)
     run.close()
 
 
