@@ -68,6 +68,13 @@ class AdapterValidationError(PrefectTinkerError, ValueError):
     """An adapter directory that is not a loadable PEFT LoRA adapter."""
 
 
+class TinkerServiceError(PrefectTinkerError):
+    """A Tinker request that failed for a reason that may pass (connection, 408/409/429/5xx).
+
+    Raised in place of the SDK's exception, which carries the request and its API key header.
+    """
+
+
 class HubError(PrefectTinkerError):
     """A Hugging Face Hub push that was refused or failed."""
 
@@ -98,7 +105,8 @@ def is_transient(exc: BaseException) -> bool:
     from tinker.lib.retryable_exception import RetryableException
 
     if isinstance(exc, PrefectTinkerError):
-        return isinstance(exc, DownloadError) and not isinstance(exc, IntegrityError)
+        transient = isinstance(exc, DownloadError | TinkerServiceError)
+        return transient and not isinstance(exc, IntegrityError)
     if isinstance(exc, tinker.APIConnectionError | RetryableException):
         return True
     if isinstance(exc, tinker.APIStatusError):

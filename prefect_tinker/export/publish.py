@@ -10,7 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prefect_tinker.errors import CheckpointNotFound, ConfigurationError, MissingCredentialsError
+from prefect_tinker.errors import (
+    TRANSIENT_STATUS_CODES,
+    CheckpointNotFound,
+    ConfigurationError,
+    MissingCredentialsError,
+    TinkerServiceError,
+)
 from prefect_tinker.paths import TinkerPath
 
 MIN_TTL_S = 3600
@@ -65,26 +71,38 @@ def delete(rest: Any, tinker_path: str) -> str:
 
 @contextmanager
 def sdk_errors(what: str) -> Iterator[None]:
-    """Re-raise the SDK's permanent HTTP errors about `what` as typed prefect-tinker errors.
+    """Re-raise the SDK's HTTP errors about `what` as typed prefect-tinker errors.
 
-    Transient errors (connection, 5xx, 429) pass through unchanged so retries still see them.
+    Permanent ones become errors that say what to do; transient ones (connection, 408/409/
+    429/5xx) become `TinkerServiceError`, which `is_transient` still retries. None keeps the
+    SDK exception as its cause: that one holds the request, API key header included.
     """
     import tinker
 
     try:
         yield
-    except tinker.NotFoundError as exc:
+    except tinker.NotFoundError:
         raise CheckpointNotFound(
             f"{what} was not found: it does not exist, expired, or belongs to another user. "
             "List what exists with `prefect-tinker runs list` / `checkpoints list RUN`."
-        ) from exc
+        ) from None
     except (tinker.AuthenticationError, tinker.PermissionDeniedError) as exc:
         raise MissingCredentialsError(
             f"the Tinker service refused the API key for {what} (HTTP {exc.status_code}); "
             "check TINKER_API_KEY or the TinkerCredentials block."
-        ) from exc
+        ) from None
     except (tinker.BadRequestError, tinker.UnprocessableEntityError) as exc:
-        raise ConfigurationError(f"the Tinker service refused {what}: {_detail(exc)}") from exc
+        raise ConfigurationError(f"the Tinker service refused {what}: {_detail(exc)}") from None
+    except tinker.APIStatusError as exc:
+        message = f"the Tinker service answered HTTP {exc.status_code} for {what}: {_detail(exc)}"
+        if exc.status_code in TRANSIENT_STATUS_CODES:
+            raise TinkerServiceError(message) from None
+        raise ConfigurationError(message) from None
+    except tinker.APIConnectionError as exc:
+        raise TinkerServiceError(
+            f"could not reach the Tinker service for {what} ({type(exc).__name__}); "
+            "check the base URL and the network, then retry."
+        ) from None
 
 
 def _detail(exc: Any) -> str:
