@@ -409,12 +409,15 @@ class _Fetcher:
                         )
                     return written, hasher.hexdigest(), expected, transferred
                 except (httpx.TransportError, _Cut, _RetryableStatus) as exc:
+                    # Every byte arrived and only the connection's close failed: done.
+                    if isinstance(exc, httpx.TransportError) and written == total:
+                        return written, hasher.hexdigest(), expected, transferred
                     failures += 1
                     if failures >= self.max_attempts:
                         raise DownloadError(
                             f"{name!r}: transfer failed {failures} times (last: {exc}); "
-                            "check the connection and run the download again to resume."
-                        ) from exc
+                            "check the connection and run the download again."
+                        ) from None
                     time.sleep(min(0.05 * 2**failures, 2.0))
 
     @staticmethod
