@@ -3,13 +3,17 @@ between a step and its checkpoint, during a save, during the export), then run a
 local service itself killed and restarted mid-run. Every run completes, the final adapter is
 bit-identical to an uninterrupted run, and no checkpoint listed before a kill is lost.
 
-CI runs one drill per kill kind (4);
-`PREFECT_TINKER_DRILLS=20 python -m pytest tests/hardening/test_crash_drills.py` runs 20
-(seed: `PREFECT_TINKER_DRILL_SEED`, default 0).
+The same drills also run on the Prefect pipeline (`sft_pipeline` in the Prefect owner's crash
+child, killed at a seeded request, including inside its export subflow).
+
+CI runs one library drill per kill kind (4) and one pipeline drill; the full counts:
+`PREFECT_TINKER_DRILLS=20 PREFECT_TINKER_PIPELINE_DRILLS=20 python -m pytest
+tests/hardening/test_crash_drills.py` (seed: `PREFECT_TINKER_DRILL_SEED`, default 0).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -191,3 +195,146 @@ def test_local_service_killed_and_restarted_mid_run(reference, tmp_path) -> None
         assert outcome["result"][1] == reference
     assert digest == reference
     assert before <= after
+
+
+# ---- the same drills on the Prefect pipeline (sft_pipeline + its export_checkpoint subflow) ----
+
+PIPELINE_CHILD = Path(__file__).parents[1] / "prefect" / "crash_child.py"  # the Prefect owner's
+PIPELINE_DRILLS = int(os.environ.get("PREFECT_TINKER_PIPELINE_DRILLS", "1"))
+PIPELINE_ROUTES = (
+    ("mid-step", "forward_backward", (1, 4)),
+    ("during-save", "save_weights", (1, 2)),
+    ("during-export", "save_weights_for_sampler", (1, 1)),
+    ("during-export", "save_weights_external", (1, 1)),
+    ("during-export", "download", (1, 2)),
+)
+
+
+def pipeline_kill_point(index: int) -> tuple[str, str, int]:
+    rng = random.Random(f"pipeline:{SEED}:{index}")
+    kind, route, (lo, hi) = rng.choice(PIPELINE_ROUTES)
+    return kind, route, rng.randint(lo, hi)
+
+
+PIPELINE_POINTS = [pipeline_kill_point(i) for i in range(PIPELINE_DRILLS)]
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    """A temporary Prefect server, only for the pipeline drills."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    with (
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        yield PREFECT_API_URL.value()
+
+
+def pipeline_params(dataset: Path, run_key: str, adapter_dir: Path) -> dict:
+    """4 steps of batch 2, a checkpoint every 2 steps, evaluation and a downloaded adapter."""
+    words = ["tinker", "prefect", "adapter", "lora", "flow", "task", "block", "model"]
+    if not dataset.exists():
+        dataset.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"Reverse: {w}"},
+                            {"role": "assistant", "content": w[::-1]},
+                        ]
+                    }
+                )
+                + "\n"
+                for w in words * 2
+            )
+        )
+    return {
+        "base_model": "Qwen/Qwen3-0.6B",
+        "dataset": str(dataset),
+        "lora": {"rank": 4, "seed": 0},
+        "learning_rate": 2e-2,
+        "batch_size": 2,
+        "num_epochs": 2,
+        "max_steps": 4,
+        "max_length": 48,
+        "checkpoints": {"every": 2, "ttl_seconds": 3600},
+        "evaluation": {"holdout_fraction": 0.25},
+        "export": {"download_dir": str(adapter_dir)},
+        "run_key": run_key,
+        "seed": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline_reference(prefect_api, drill_service, tmp_path_factory) -> tuple[str, Path]:
+    from prefect_tinker import TinkerCredentials, sft_pipeline
+
+    work = tmp_path_factory.mktemp("pipeline-drills")
+    creds = TinkerCredentials(base_url=drill_service.base_url, api_key=ALICE)
+    params = pipeline_params(work / "reverse.jsonl", "pdrill-reference", work / "ref-adapter")
+    result = sft_pipeline(credentials=creds, **params)
+    return _sha256(Path(result.adapter_dir) / "adapter_model.safetensors"), work
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("index", "point"),
+    list(enumerate(PIPELINE_POINTS)),
+    ids=[f"{i}-{kind}-{route}#{k}" for i, (kind, route, k) in enumerate(PIPELINE_POINTS)],
+)
+def test_pipeline_sigkill_drill_resumes_bit_identical(
+    prefect_api, drill_service, pipeline_reference, tmp_path, index, point
+) -> None:
+    """`sft_pipeline` in a child process (the Prefect owner's crash child, never pausing)
+    SIGKILLed at a seeded request, then run again in this process: same adapter bytes."""
+    from prefect_tinker import TinkerCredentials, sft_pipeline
+
+    kind, route, k = point
+    reference, work = pipeline_reference
+    url, run_key = drill_service.base_url, f"pdrill-{SEED}-{index}"
+    params = pipeline_params(work / "reverse.jsonl", run_key, tmp_path / "adapter")
+    child_params = params | {"credentials": {"base_url": url, "api_key": ALICE}}
+    stats = drill_service.stats.requests
+    start = stats[route]
+    proc = subprocess.Popen(
+        [sys.executable, str(PIPELINE_CHILD), "0", json.dumps(child_params)],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "child.log").open("w"),
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+    )
+    try:
+        wait_until(
+            lambda: stats[route] >= start + k or proc.poll() is not None,
+            DEADLINE_S,
+            f"request #{k} of {route}",
+        )
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert stats[route] >= start + k, (
+        f"child ended before the kill point ({proc.returncode}): "
+        + (tmp_path / "child.log").read_text()[-2000:]
+    )
+    before = run_key_checkpoints(url, ALICE, run_key)
+
+    creds = TinkerCredentials(base_url=url, api_key=ALICE)
+    result = sft_pipeline(credentials=creds, **params)
+
+    assert result.final_step == 4
+    assert _sha256(Path(result.adapter_dir) / "adapter_model.safetensors") == reference
+    assert before <= run_key_checkpoints(url, ALICE, run_key)
+    RESULTS.append(
+        f"pipeline drill {index}: kill at {route}#{k} ({kind}); {len(before)} checkpoint(s) "
+        f"before, resumed from {result.resumed_from or 'scratch'}: bit-identical"
+    )
