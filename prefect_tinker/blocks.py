@@ -39,7 +39,9 @@ class _Clients:
     """SDK clients shared by every block with the same endpoint, key and project."""
 
     service: tinker.ServiceClient
-    rest: tinker.RestClient
+    base_url: str | None
+    api_key: SecretStr
+    rest: tinker.RestClient | None = None  # built on first use: constructing one connects
     training: dict[str, tinker.TrainingClient] = field(default_factory=dict)
 
 
@@ -127,12 +129,10 @@ class TinkerCredentials(Block):
             if clients is None:
                 import tinker
 
-                secret = key.get_secret_value()
                 service = tinker.ServiceClient(
-                    project_id=self.project_id, base_url=url, api_key=secret
+                    project_id=self.project_id, base_url=url, api_key=key.get_secret_value()
                 )
-                rest = tinker.RestClient(base_url=url, api_key=secret)
-                clients = _CLIENTS[cache_key] = _Clients(service=service, rest=rest)
+                clients = _CLIENTS[cache_key] = _Clients(service, url, key)
             return clients
 
     def get_service_client(self) -> tinker.ServiceClient:
@@ -147,8 +147,16 @@ class TinkerCredentials(Block):
         return self._clients().service
 
     def get_rest_client(self) -> tinker.RestClient:
-        """The `tinker.RestClient` for this block, built once per process."""
-        return self._clients().rest
+        """The `tinker.RestClient` for this block, built once per process (it connects)."""
+        clients = self._clients()
+        with _CLIENTS_LOCK:
+            if clients.rest is None:
+                import tinker
+
+                clients.rest = tinker.RestClient(
+                    base_url=clients.base_url, api_key=clients.api_key.get_secret_value()
+                )
+            return clients.rest
 
     def register_training_client(self, client: tinker.TrainingClient) -> str:
         """Keep `client` open for later tasks in this process; returns its training-run id."""
@@ -165,10 +173,6 @@ class TinkerCredentials(Block):
             ConfigurationError: `source` is a run id that this process did not open (a
                 training client cannot be re-attached to a run; pass a checkpoint path).
         """
-        clients = self._clients()
-        client = clients.training.get(source)
-        if client is not None:
-            return client
         if source.startswith(SCHEME):
             path = TinkerPath.parse(source)
             if path.checkpoint_type != "training":
@@ -176,6 +180,11 @@ class TinkerCredentials(Block):
                     f"{source!r} is a {path.checkpoint_type} checkpoint; weights can only be "
                     "loaded from a training checkpoint 'tinker://<run_id>/weights/<name>'."
                 )
+        clients = self._clients()
+        client = clients.training.get(source)
+        if client is not None:
+            return client
+        if source.startswith(SCHEME):
             client = clients.service.create_training_client_from_state(
                 source, user_metadata={"loaded_from": source}
             ).result()

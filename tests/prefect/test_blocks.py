@@ -90,3 +90,23 @@ def test_hf_token_from_block_or_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert HuggingFaceCredentials(token=SecretStr("hf_x")).get_token().get_secret_value() == "hf_x"
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     assert HuggingFaceCredentials().get_token().get_secret_value() == "hf_env"
+
+
+def test_training_client_sources_are_checked() -> None:
+    from prefect_tinker.errors import ConfigurationError, InvalidTinkerPath
+
+    creds = TinkerCredentials(api_key="tml-x", base_url="http://127.0.0.1:9")
+    with pytest.raises(ConfigurationError, match="not open in this process"):
+        creds.get_training_client("some-session:train:0")
+    with pytest.raises(InvalidTinkerPath, match="sampler checkpoint"):
+        creds.get_training_client("tinker://some-session:train:0/sampler_weights/final")
+
+
+def test_clients_are_cached_per_settings(local_tinker) -> None:
+    def creds(key: str) -> TinkerCredentials:
+        return TinkerCredentials(api_key=key, base_url=local_tinker.base_url)
+
+    alice, bob = local_tinker.api_key, "tml-test-bob"
+    assert creds(alice).get_service_client() is creds(alice).get_service_client()
+    assert creds(alice).get_rest_client() is creds(alice).get_rest_client()
+    assert creds(alice).get_service_client() is not creds(bob).get_service_client()
