@@ -103,7 +103,6 @@ class _Plan:
 
     dataset: Any
     config: Any
-    run_key: str
 
 
 @flow(name="tinker-sft-pipeline", validate_parameters=True)
@@ -203,7 +202,7 @@ def sft_pipeline(
     elif evaluation.holdout_fraction > 0:
         logger.warning("the holdout split is empty; skipping evaluation (add examples)")
 
-    _export(credentials, summary.final_checkpoint, plan.run_key, export, result)
+    _export(credentials, summary.final_checkpoint, export, result)
     logger.info(
         "run %s done: %s (adapter: %s)",
         result.run_key,
@@ -287,7 +286,7 @@ def _validate(
         )
         raise ConfigurationError(f"invalid training settings: {problems}") from None
     BatchPlan.build(data, config)  # DatasetError when no batch can be formed
-    return _Plan(dataset=data, config=config, run_key=config.resolved_run_key(data.fingerprint))
+    return _Plan(dataset=data, config=config)
 
 
 def _default_lr(base_model: str) -> float:
@@ -307,7 +306,6 @@ def _default_lr(base_model: str) -> float:
 def _export(
     credentials: TinkerCredentials,
     final_checkpoint: str,
-    run_key: str,
     options: ExportOptions,
     result: SftResult,
 ) -> None:
