@@ -3,6 +3,7 @@ deployment, trigger one through the API (as the UI does) and see it complete."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import pipeline_params
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,8 +101,11 @@ def prefect_api(tmp_path_factory):
         server.wait(timeout=30)
 
 
-def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker):
+def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker, chat_jsonl, credentials):
     from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+
+    from prefect_tinker.checkpoints import find_resume_point
 
     api_url, env = prefect_api
     cli("work-pool", "create", POOL, "--type", "process", env=env)
@@ -113,25 +118,40 @@ def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker):
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
         cwd=ROOT,
-        env={**env, "TINKER_API_KEY": local_tinker.api_key},
+        env={**env, "TINKER_API_KEY": local_tinker.api_key},  # the key never enters parameters
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    service = {"base_url": local_tinker.base_url}
+    sft_params = {
+        **pipeline_params(chat_jsonl, "deployed", max_steps=2),
+        "credentials": service,
+        "checkpoints": {"every": 2, "ttl_seconds": 3600},
+        "evaluation": {"holdout_fraction": 0.25},
+    }
     try:
         Output(worker).wait_for("started", DEADLINE_S)
         with temporary_settings({PREFECT_API_URL: api_url}):
-            run = run_deployment(
-                "tinker-checkpoint-housekeeping/tinker-housekeeping",
-                parameters={
-                    "credentials": {"base_url": local_tinker.base_url},  # key: worker env
-                    "run_keys": ["no-such-run"],
-                    "dry_run": True,
-                },
-                timeout=DEADLINE_S,
-                poll_interval=1,
-            )
-        assert run.state is not None and run.state.is_completed(), run.state
+            # As the UI's "Run" button does: create flow runs; the worker picks them up.
+            runs = [
+                run_deployment(
+                    "tinker-sft-pipeline/tinker-sft-nightly", parameters=sft_params, timeout=0
+                ),
+                run_deployment(
+                    "tinker-checkpoint-housekeeping/tinker-housekeeping",
+                    parameters={"credentials": service, "run_keys": ["deployed"], "dry_run": True},
+                    timeout=0,
+                ),
+            ]
+            finished = [
+                asyncio.run(wait_for_flow_run(r.id, timeout=DEADLINE_S, poll_interval=1))
+                for r in runs
+            ]
+        for run in finished:
+            assert run.state is not None and run.state.is_completed(), (run.name, run.state)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+    final = find_resume_point(credentials.get_rest_client(), "deployed")
+    assert final is not None and final.final and final.step == 2
