@@ -1,5 +1,5 @@
 """Secret scan: after a full `sft_pipeline` (+ its `export_checkpoint` subflow, pushing to a
-local Hub) run with a Tinker key and an HF token held in saved blocks, two runs that fail on
+local Hub) run with a Tinker key and an HF token held in saved blocks, three runs that fail on
 purpose, and the CLI with the key in its environment, neither secret (nor its base64 form)
 appears anywhere Prefect or prefect-tinker keeps or prints things: the Prefect database files,
 every flow/task log, artifacts, flow- and task-run parameters and states, events, the failed
@@ -183,7 +183,7 @@ def runs(prefect_db, service, tmp_path_factory):
             texts |= _cli_outputs(service, hub, result, work)
     finally:
         huggingface_hub.constants.HF_HUB_OFFLINE = offline
-    print(f"\nsecret scan: pipeline + 2 failing runs + CLI in {time.monotonic() - t0:.1f}s")
+    print(f"\nsecret scan: pipeline + 3 failing runs + CLI in {time.monotonic() - t0:.1f}s")
     _drain_prefect()
     return texts
 
@@ -292,11 +292,18 @@ def _api_texts() -> tuple[dict[str, str], dict[str, int]]:
         task_runs = client.read_task_runs(limit=200)
         texts["task runs"] = "\n".join(r.model_dump_json() for r in task_runs)
         counts["task runs"] = len(task_runs)
-        page = client.read_events(limit=50)
-        events = list(page.events)
-        while page.next_page:
-            page = client.read_events_page(page.next_page)
-            events += page.events
+        # The server stores events in batches: wait (bounded) until the flow runs' are in.
+        deadline = time.monotonic() + 60
+        while True:
+            page = client.read_events(limit=50)
+            events = list(page.events)
+            while page.next_page:
+                page = client.read_events_page(page.next_page)
+                events += page.events
+            finished = sum(e.event == "prefect.flow-run.Failed" for e in events)
+            if finished >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         texts["events"] = "\n".join(e.model_dump_json() for e in events)
         counts["events"] = len(events)
     return texts, counts
