@@ -38,3 +38,23 @@ def test_create_from_env_keeps_the_key_secret(monkeypatch):
     loaded = TinkerCredentials.load("cli-env")
     assert loaded.api_key.get_secret_value() == "tml-from-the-environment"
     assert loaded.base_url == "http://127.0.0.1:9"
+
+
+def test_blocks_script_registers_types_and_saves_local_blocks():
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = Path(__file__).resolve().parents[2] / "blocks" / "register.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--local", "script-local"],
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "registered tinker-lora-config" in done.stdout
+    assert TinkerCredentials.load("script-local").is_local
