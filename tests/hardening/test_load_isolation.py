@@ -150,6 +150,8 @@ def test_the_other_key_gets_404_on_private_checkpoints(load_run, service) -> Non
                     rest.get_weights_info_by_tinker_path(run.state).result()
                 with pytest.raises(tinker.NotFoundError):
                     client.create_training_client_from_state(run.state).result()
+                with pytest.raises(tinker.NotFoundError):
+                    client.create_sampling_client(model_path=run.sampler).result()
             # Raw HTTP too: the listing routes never show another key's paths.
             r = httpx.get(
                 f"{service.base_url}/api/v1/checkpoints?limit=1000",
