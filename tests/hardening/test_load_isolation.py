@@ -1,5 +1,6 @@
-"""16 concurrent SDK clients (two API keys) on one local service: zero errors, no cross-owner
-visibility, every checkpoint listed and loadable afterwards, bounded memory."""
+"""16 concurrent SDK clients (two API keys) on one local service, in two waves: zero errors, no
+cross-owner visibility, every checkpoint listed and loadable afterwards, bounded memory (the
+second wave does not grow RSS much: finished sessions release their runs)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hardening_helpers import ALICE, BASE_MODEL, BOB, current_rss_mb, peak_rss_m
 CLIENTS = 16
 STEPS = 2
 PEAK_RSS_BOUND_MB = 6144  # generous: the whole test process, torch and 16 LoRA runs included
+WAVE_GROWTH_BOUND_MB = 256  # a second wave of 16 runs, after the first one's sessions closed
 
 
 @dataclass
@@ -80,46 +82,58 @@ def one_client(base_url: str, index: int, start: threading.Barrier) -> ClientRun
         service.close("success").result(timeout=60)
 
 
-@pytest.fixture(scope="module")
-def load_run(service):
-    """Run the 16 clients at once; collect results, errors and the timing."""
-    baseline_rss = current_rss_mb()
+def one_wave(base_url: str, first: int) -> tuple[list[ClientRun], list[str], float]:
+    """CLIENTS clients at once (indices first..first+CLIENTS-1); results, errors, seconds."""
     start = threading.Barrier(CLIENTS)
     t0 = time.monotonic()
     errors: list[str] = []
     runs: list[ClientRun] = []
     with ThreadPoolExecutor(CLIENTS) as pool:
-        futures = [pool.submit(one_client, service.base_url, i, start) for i in range(CLIENTS)]
-        for i, fut in enumerate(futures):
+        futures = [
+            pool.submit(one_client, base_url, i, start) for i in range(first, first + CLIENTS)
+        ]
+        for i, fut in enumerate(futures, start=first):
             try:
                 runs.append(fut.result(timeout=240))
             except Exception:
                 errors.append(f"client {i}: {traceback.format_exc()}")
-    seconds = time.monotonic() - t0
+    return runs, errors, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def load_run(service):
+    """Two waves of 16 clients; the second shows memory does not grow with finished runs."""
+    baseline_rss = current_rss_mb()
+    runs, errors, seconds = one_wave(service.base_url, 0)
+    after_first = current_rss_mb()
+    runs2, errors2, seconds2 = one_wave(service.base_url, CLIENTS)
+    after_second = current_rss_mb()
     peak = peak_rss_mb()
     print(
-        f"\nload: {CLIENTS} clients x {STEPS} steps + 3 saves + sample + download in "
-        f"{seconds:.1f}s; errors={len(errors)}; peak RSS {peak:.0f} MiB "
-        f"(RSS before the load {baseline_rss:.0f} MiB, after {current_rss_mb():.0f} MiB); "
+        f"\nload: {CLIENTS} clients x {STEPS} steps + 3 saves + sample + download: wave 1 "
+        f"{seconds:.1f}s, wave 2 {seconds2:.1f}s; errors={len(errors) + len(errors2)}; "
+        f"peak RSS {peak:.0f} MiB (RSS before {baseline_rss:.0f} MiB, after wave 1 "
+        f"{after_first:.0f} MiB, after wave 2 {after_second:.0f} MiB); "
         f"requests={sum(service.stats.requests.values())}"
     )
-    return runs, errors, peak
+    return runs + runs2, errors + errors2, peak, after_second - after_first
 
 
 def test_sixteen_concurrent_clients_have_zero_errors(load_run, service) -> None:
-    runs, errors, peak = load_run
+    runs, errors, peak, growth = load_run
     assert errors == [], "\n".join(errors)
-    assert len(runs) == CLIENTS
+    assert len(runs) == 2 * CLIENTS
     assert peak < PEAK_RSS_BOUND_MB, f"peak RSS {peak:.0f} MiB over {PEAK_RSS_BOUND_MB} MiB"
+    assert growth < WAVE_GROWTH_BOUND_MB, f"RSS grew {growth:.0f} MiB over the second wave"
     for run in runs:
         assert service.stats.optim_steps[run.run_id] == STEPS
         assert b'"r": 2' in run.downloaded or b'"r":2' in run.downloaded
         assert len(run.sampled) >= 1
-    assert len({r.run_id for r in runs}) == CLIENTS
+    assert len({r.run_id for r in runs}) == 2 * CLIENTS
 
 
 def test_each_key_lists_only_its_own_runs_and_checkpoints(load_run, service) -> None:
-    runs, errors, _ = load_run
+    runs, errors, _, _ = load_run
     assert not errors
     for key in (ALICE, BOB):
         rest = tinker.RestClient(base_url=service.base_url, api_key=key)
@@ -132,7 +146,7 @@ def test_each_key_lists_only_its_own_runs_and_checkpoints(load_run, service) -> 
 
 
 def test_the_other_key_gets_404_on_private_checkpoints(load_run, service) -> None:
-    runs, errors, _ = load_run
+    runs, errors, _, _ = load_run
     assert not errors
     for key in (ALICE, BOB):
         other = [r for r in runs if r.key != key]
@@ -166,7 +180,7 @@ def test_the_other_key_gets_404_on_private_checkpoints(load_run, service) -> Non
 
 
 def test_every_checkpoint_is_listed_and_loadable_afterwards(load_run, service) -> None:
-    runs, errors, _ = load_run
+    runs, errors, _, _ = load_run
     assert not errors
     for key in (ALICE, BOB):
         mine = [r for r in runs if r.key == key]
