@@ -1,9 +1,14 @@
-"""Retry policy shared by every task: transient faults only, exponential backoff with jitter."""
+"""Failure policy shared by every task: retry transient faults only (exponential backoff with
+jitter), and never let an SDK exception — which holds the request and its API key header —
+reach Prefect, which would log it and pickle it into the failed state."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect.tasks import exponential_backoff
 
@@ -47,3 +52,41 @@ RETRY_OPTIONS: dict[str, Any] = {
     "retry_condition_fn": retry_if_transient,
 }
 """Keyword arguments for `@task(**RETRY_OPTIONS)`."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def typed_sdk_errors(label: str, parameter: str | None = None) -> Callable[[F], F]:
+    """Decorator: re-raise the SDK's HTTP errors as typed prefect-tinker errors, naming
+    `label` (and the value of `parameter`, e.g. a tinker path), without the SDK exception.
+
+    Transient ones become `TinkerServiceError` (still retried); see
+    `prefect_tinker.export.publish.sdk_errors` for the mapping.
+
+    Example:
+        ```python
+        @task(name="Delete Tinker checkpoint", **RETRY_OPTIONS)
+        @typed_sdk_errors("checkpoint", "tinker_path")
+        def delete_checkpoint(credentials, tinker_path): ...
+        ```
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from prefect_tinker.export.publish import sdk_errors
+
+            what = label
+            if parameter is not None:
+                value = signature.bind_partial(*args, **kwargs).arguments.get(parameter)
+                if value is not None:
+                    what = f"{label} {value!r}"
+            with sdk_errors(what):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

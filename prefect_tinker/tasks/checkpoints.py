@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from prefect_tinker.blocks import TinkerCredentials
 from prefect_tinker.paths import TinkerPath
-from prefect_tinker.retries import RETRY_OPTIONS
+from prefect_tinker.retries import RETRY_OPTIONS, typed_sdk_errors
 from prefect_tinker.tasks.results import CheckpointInfo, TrainingRunInfo
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ _PAGE = 100
 
 
 @task(name="List Tinker training runs", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the list of training runs")
 def list_training_runs(
     credentials: TinkerCredentials, limit: int = 1000, project_id: str | None = None
 ) -> list[TrainingRunInfo]:
@@ -42,6 +43,7 @@ def list_training_runs(
 
 
 @task(name="List Tinker checkpoints", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("training run", "run_id")
 def list_checkpoints(credentials: TinkerCredentials, run_id: str) -> list[CheckpointInfo]:
     """Checkpoints of one training run (training, sampler and external), oldest first."""
     response = credentials.get_rest_client().list_checkpoints(run_id).result()
@@ -49,6 +51,7 @@ def list_checkpoints(credentials: TinkerCredentials, run_id: str) -> list[Checkp
 
 
 @task(name="Find latest Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the checkpoints of run_key", "run_key")
 def latest_checkpoint(credentials: TinkerCredentials, run_key: str) -> str | None:
     """Tinker path of the newest live resumable checkpoint of `run_key`, or None.
 
@@ -61,6 +64,7 @@ def latest_checkpoint(credentials: TinkerCredentials, run_key: str) -> str | Non
 
 
 @task(name="Set Tinker checkpoint TTL", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("checkpoint", "tinker_path")
 def set_checkpoint_ttl(
     credentials: TinkerCredentials, tinker_path: str, ttl_seconds: int | None
 ) -> str:
@@ -71,6 +75,7 @@ def set_checkpoint_ttl(
 
 
 @task(name="Delete Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("checkpoint", "tinker_path")
 def delete_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
     """Delete one checkpoint; returns its path."""
     path = str(TinkerPath.parse(tinker_path))
@@ -79,6 +84,7 @@ def delete_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
 
 
 @task(name="Publish Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("checkpoint", "tinker_path")
 def publish_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
     """Make a checkpoint public (readable by other Tinker users); idempotent."""
     path = str(TinkerPath.parse(tinker_path))
@@ -87,6 +93,7 @@ def publish_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
 
 
 @task(name="Unpublish Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("checkpoint", "tinker_path")
 def unpublish_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
     """Make a published checkpoint private again; idempotent."""
     path = str(TinkerPath.parse(tinker_path))
@@ -95,6 +102,7 @@ def unpublish_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> st
 
 
 @task(name="Apply Tinker checkpoint housekeeping", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the housekeeping plan")
 def apply_housekeeping(
     credentials: TinkerCredentials, plan: HousekeepingPlan
 ) -> list[dict[str, str]]:

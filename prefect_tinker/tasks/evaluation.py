@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prefect import task
 
 from prefect_tinker.blocks import TinkerCredentials
-from prefect_tinker.retries import RETRY_OPTIONS
+from prefect_tinker.retries import RETRY_OPTIONS, typed_sdk_errors
 from prefect_tinker.tasks.training import checkpoint_cache_key
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def _eval_cache_key(context, parameters) -> str | None:  # type: ignore[no-untyp
     persist_result=True,
     **RETRY_OPTIONS,
 )
+@typed_sdk_errors("checkpoint", "source")
 def evaluate(
     credentials: TinkerCredentials,
     source: str,

@@ -8,11 +8,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect_tinker.blocks import TinkerCredentials
 from prefect_tinker.errors import ConfigurationError
 from prefect_tinker.paths import TinkerPath
-from prefect_tinker.retries import RETRY_OPTIONS
+from prefect_tinker.retries import RETRY_OPTIONS, typed_sdk_errors
 from prefect_tinker.tasks.results import Sample
 
 
 @task(name="Sample from Tinker", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the sampler of", "model_path")
 def sample(
     credentials: TinkerCredentials,
     prompt: str | list[int],

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_tinker.blocks import TinkerCredentials, TinkerLoraConfig
 from prefect_tinker.errors import ConfigurationError
 from prefect_tinker.paths import TinkerPath, check_checkpoint_name
-from prefect_tinker.retries import RETRY_OPTIONS
+from prefect_tinker.retries import RETRY_OPTIONS, typed_sdk_errors
 from prefect_tinker.tasks.progress import ProgressReporter, emit_checkpoint_saved
 from prefect_tinker.tasks.results import ModelCapability, TrainSummary
 
@@ -53,6 +53,7 @@ def checkpoint_cache_key(context: TaskRunContext, parameters: dict[str, Any]) ->
 
 
 @task(name="Get Tinker server capabilities", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the server capabilities")
 def get_server_capabilities(credentials: TinkerCredentials) -> list[ModelCapability]:
     """The base models the service offers, with their context length and what they allow.
 
@@ -76,6 +77,7 @@ def get_server_capabilities(credentials: TinkerCredentials) -> list[ModelCapabil
 
 
 @task(name="Create Tinker training run", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the new training run of", "base_model")
 def create_training_run(
     credentials: TinkerCredentials,
     base_model: str | None = None,
@@ -120,6 +122,7 @@ def create_training_run(
 
 
 @task(name="Train LoRA on Tinker", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("the training run")
 def train(
     credentials: TinkerCredentials, dataset: BatchSource, config: TrainConfig
 ) -> TrainSummary:
@@ -187,6 +190,7 @@ def train(
 
 
 @task(name="Save Tinker training state", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@typed_sdk_errors("training run", "run_id")
 def save_state(
     credentials: TinkerCredentials,
     run_id: str,
@@ -208,6 +212,7 @@ def save_state(
     persist_result=True,
     **RETRY_OPTIONS,
 )
+@typed_sdk_errors("sampler weights of", "source")
 def save_weights_for_sampler(
     credentials: TinkerCredentials, source: str, name: str, ttl_seconds: int | None = None
 ) -> str:
@@ -228,6 +233,7 @@ def save_weights_for_sampler(
     persist_result=True,
     **RETRY_OPTIONS,
 )
+@typed_sdk_errors("external weights of", "source")
 def save_weights_external(
     credentials: TinkerCredentials,
     source: str,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import tinker
 from pipeline_helpers import adapter_digest, optim_steps_of, pipeline_params, training_requests
 from prefect import flow
 
 from prefect_tinker import sft_pipeline
-from prefect_tinker.errors import UnknownModelError, is_transient
+from prefect_tinker.errors import ConfigurationError, UnknownModelError, is_transient
 from prefect_tinker.local import FaultConfig
-from prefect_tinker.tasks import create_training_run
+from prefect_tinker.tasks import create_training_run, set_checkpoint_ttl
 
 
 @pytest.fixture
@@ -72,7 +71,27 @@ def test_permanent_error_in_a_task_is_not_retried(credentials, local_tinker):
     attempts = local_tinker.stats.requests["create_model"]
     state = create_bad_run(return_state=True)
     assert state.is_failed()
-    with pytest.raises(tinker.BadRequestError, match="no-such/model") as error:
+    with pytest.raises(ConfigurationError, match="refused the new training run of 'no-such/model'"):
         state.result()
-    assert not is_transient(error.value)
+    assert not is_transient(ConfigurationError())
     assert local_tinker.stats.requests["create_model"] == attempts + 1
+
+
+def test_sdk_errors_reach_prefect_typed_and_without_the_request(credentials):
+    """The SDK's exception holds the HTTP request with the X-API-Key header; Prefect pickles a
+    failed task's exception into its result storage, so tasks must never let one through."""
+    import pickle
+
+    from prefect_tinker.errors import CheckpointNotFound
+
+    missing = "tinker://no-such-session:train:0/weights/nothing"
+
+    @flow
+    def ttl_of_missing_checkpoint() -> str:
+        return set_checkpoint_ttl(credentials, missing, 3600)
+
+    state = ttl_of_missing_checkpoint(return_state=True)
+    with pytest.raises(CheckpointNotFound, match="nothing") as error:
+        state.result()
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert credentials.api_key.get_secret_value().encode() not in pickle.dumps(error.value)
