@@ -3,7 +3,6 @@ deployment, trigger one through the API (as the UI does) and see it complete."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -101,9 +100,24 @@ def prefect_api(tmp_path_factory):
         server.wait(timeout=30)
 
 
+def wait_until_final(flow_run_id):
+    """Poll the API (as the UI does) until the run reaches a final state, within DEADLINE_S."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + DEADLINE_S
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            assert time.monotonic() < deadline, f"flow run {run.name} still {run.state}"
+            threading.Event().wait(0.5)
+
+
 def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker, chat_jsonl, credentials):
     from prefect.deployments import run_deployment
-    from prefect.flow_runs import wait_for_flow_run
 
     from prefect_tinker.checkpoints import find_resume_point
 
@@ -144,10 +158,7 @@ def test_deploy_all_and_run_from_the_api(prefect_api, local_tinker, chat_jsonl, 
                     timeout=0,
                 ),
             ]
-            finished = [
-                asyncio.run(wait_for_flow_run(r.id, timeout=DEADLINE_S, poll_interval=1))
-                for r in runs
-            ]
+            finished = [wait_until_final(r.id) for r in runs]
         for run in finished:
             assert run.state is not None and run.state.is_completed(), (run.name, run.state)
     finally:
