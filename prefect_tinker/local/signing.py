@@ -53,4 +53,5 @@ class UrlSigner:
     def verify(self, path: str, expires_at: int, sig: str, now: float | None = None) -> bool:
         if (now if now is not None else time.time()) > expires_at:
             return False
-        return hmac.compare_digest(self._mac(path, expires_at), sig)
+        # Compare bytes: compare_digest refuses non-ASCII str, and a hostile URL may carry one.
+        return hmac.compare_digest(self._mac(path, expires_at).encode(), sig.encode())
