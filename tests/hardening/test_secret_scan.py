@@ -4,9 +4,9 @@ purpose, and the CLI with the key in its environment, neither secret (nor its ba
 appears anywhere Prefect or prefect-tinker keeps or prints things: the Prefect database files,
 every flow/task log, artifacts, flow- and task-run parameters and states, events, the failed
 runs' exception texts, every file under PREFECT_HOME / PREFECT_TINKER_HOME and the local
-service's data dir, and CLI output. One leak this scan found is pinned by an xfail until the
-Prefect layer fixes it: a failed run's exception, persisted by Prefect into PREFECT_HOME/storage,
-is a raw SDK error that still holds the request headers (X-API-Key).
+service's data dir, and CLI output (including the failed runs' results that Prefect persists
+into PREFECT_HOME/storage: this scan found the key there, inside a pickled SDK exception, until
+the tasks raised typed errors instead).
 
 Block documents are safe by design: the Prefect server stores their data Fernet-encrypted
 (`prefect/server/models/block_documents.py`), so the database needs no exclusion and is read
@@ -354,13 +354,8 @@ def test_no_secret_in_the_database_logs_artifacts_runs_events_files_or_cli(scan)
     assert others == [], "\n".join(others)
 
 
-@pytest.mark.xfail(
-    reason="leak found by this scan: a task/flow that fails with a raw tinker.APIStatusError "
-    "has that exception cloudpickled into PREFECT_HOME/storage, and it carries "
-    "`.response.request.headers['X-API-Key']`; the Prefect layer should raise a typed error "
-    "without the SDK response (reported to the Prefect-layer owner)",
-    strict=False,
-)
+# Found by this scan: a failed task's raw SDK exception (holding the request's X-API-Key header)
+# was pickled by Prefect into PREFECT_HOME/storage; tasks raise typed errors since aa8102e.
 def test_no_secret_in_persisted_prefect_results(scan) -> None:
     assert scan.get(PERSISTED, []) == [], "\n".join(scan[PERSISTED])
 
