@@ -46,22 +46,9 @@ def tiny_local_model(dest: Path) -> str:
     The stand-in's full-vocabulary unembedding makes each step cost 0.1-1.5 s of CPU on a
     shared 2-core machine, which would drown the simulated clock this benchmark is about.
     """
-    import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from prefect_tinker.local.basemodels import write_tiny_qwen3
 
-    torch.manual_seed(0)
-    config = Qwen3Config(
-        vocab_size=2048,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-    )
-    Qwen3ForCausalLM(config).save_pretrained(dest)
+    write_tiny_qwen3(dest, vocab_size=2048, max_position_embeddings=2048)
     return str(dest)
 
 

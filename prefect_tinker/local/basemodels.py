@@ -66,23 +66,35 @@ class Family:
     mlp_parameters: tuple[str, ...] = ()  # fused expert weights, trained via PEFT target_parameters
 
 
+# The tiny shape every stand-in shares (hidden 64, 2 layers, 4 heads, untied unembedding) ...
+TINY_SHAPE: dict[str, Any] = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "tie_word_embeddings": False,
+}
+# ... and the Qwen3 families' attention/MLP on top of it (also `write_tiny_qwen3`'s default).
+QWEN3_TINY_SHAPE: dict[str, Any] = {
+    **TINY_SHAPE,
+    "intermediate_size": 128,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "rms_norm_eps": 1e-6,
+}
+
+
+def _special_ids(eos: int) -> dict[str, Any]:
+    return {"eos_token_id": eos, "pad_token_id": None, "bos_token_id": None}
+
+
 def _qwen3_config(vocab_size: int, eos: int) -> Any:
     from transformers import Qwen3Config
 
     return Qwen3Config(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
+        **QWEN3_TINY_SHAPE,
         max_position_embeddings=40960,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        eos_token_id=eos,
-        pad_token_id=None,
-        bos_token_id=None,
+        **_special_ids(eos),
     )
 
 
@@ -91,21 +103,12 @@ def _qwen3_moe_config(vocab_size: int, eos: int) -> Any:
 
     return Qwen3MoeConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
+        **QWEN3_TINY_SHAPE,
         moe_intermediate_size=32,
         num_experts=4,
         num_experts_per_tok=2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
         max_position_embeddings=40960,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        eos_token_id=eos,
-        pad_token_id=None,
-        bos_token_id=None,
+        **_special_ids(eos),
     )
 
 
@@ -114,21 +117,16 @@ def _gpt_oss_config(vocab_size: int, eos: int) -> Any:
 
     return GptOssConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
+        **TINY_SHAPE,
         intermediate_size=32,
         num_local_experts=4,
         num_experts_per_tok=2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
         layer_types=["sliding_attention", "full_attention"],
         sliding_window=128,
         max_position_embeddings=131072,
-        tie_word_embeddings=False,
-        eos_token_id=eos,
-        pad_token_id=None,
-        bos_token_id=None,
+        **_special_ids(eos),
     )
 
 
@@ -138,7 +136,7 @@ def _deepseek_v3_config(vocab_size: int, eos: int) -> Any:
     # Multi-head latent attention and a dense first layer, then routed + shared experts.
     return DeepseekV3Config(
         vocab_size=vocab_size,
-        hidden_size=64,
+        **TINY_SHAPE,
         intermediate_size=128,
         moe_intermediate_size=32,
         n_routed_experts=4,
@@ -147,8 +145,6 @@ def _deepseek_v3_config(vocab_size: int, eos: int) -> Any:
         n_group=1,
         topk_group=1,
         first_k_dense_replace=1,
-        num_hidden_layers=2,
-        num_attention_heads=4,
         num_key_value_heads=4,
         q_lora_rank=32,
         kv_lora_rank=16,
@@ -157,11 +153,32 @@ def _deepseek_v3_config(vocab_size: int, eos: int) -> Any:
         v_head_dim=16,
         max_position_embeddings=163840,
         rope_scaling=None,
-        tie_word_embeddings=False,
-        eos_token_id=eos,
-        pad_token_id=None,
-        bos_token_id=None,
+        **_special_ids(eos),
     )
+
+
+def write_tiny_qwen3(
+    dest: Path, *, vocab_size: int, max_position_embeddings: int, seed: int = 0, **shape: Any
+) -> Path:
+    """Write a seeded random tiny Qwen3 to `dest` as a local Hugging Face model directory.
+
+    The shape is the stand-ins' (`QWEN3_TINY_SHAPE`) unless `shape` overrides some of it; the
+    weights are transformers' random init after ``torch.manual_seed(seed)``. For tests and
+    benchmarks that need a real local-path model smaller than a stand-in.
+
+    Example:
+        >>> write_tiny_qwen3(tmp / "model", vocab_size=2048, max_position_embeddings=2048)
+        PosixPath('/tmp/.../model')
+    """
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=vocab_size,
+        **{**QWEN3_TINY_SHAPE, "max_position_embeddings": max_position_embeddings, **shape},
+    )
+    Qwen3ForCausalLM(config).save_pretrained(dest)
+    return Path(dest)
 
 
 _EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")

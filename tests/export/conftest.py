@@ -20,33 +20,19 @@ sys.path.insert(0, str(Path(__file__).parent))  # the helper modules beside this
 VOCAB = 96
 
 
-def _tiny_config():
-    from transformers import Qwen3Config
-
-    return Qwen3Config(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A 2-layer Qwen3 model directory (config.json + model.safetensors)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from prefect_tinker.local.basemodels import write_tiny_qwen3
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_tiny_config())
-    dest = tmp_path_factory.mktemp("tiny-base")
-    model.save_pretrained(dest)
-    return dest
+    return write_tiny_qwen3(
+        tmp_path_factory.mktemp("tiny-base"),
+        vocab_size=VOCAB,
+        max_position_embeddings=128,
+        hidden_size=32,
+        intermediate_size=64,
+        head_dim=8,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from prefect_tinker.local.basemodels import (
     STANDINS,
     _native_tokenizer,
     highest_token_id,
+    write_tiny_qwen3,
 )
 from prefect_tinker.local.engine import (
     MICROBATCH_TOKENS,
@@ -318,20 +319,16 @@ def test_user_errors_name_the_bad_value(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_local_path_model_trains_with_real_weights(engine: Engine, tmp_path: Path) -> None:
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen3Config(
+    write_tiny_qwen3(
+        tmp_path / "model",
         vocab_size=300,
+        max_position_embeddings=256,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=256,
     )
-    Qwen3ForCausalLM(config).save_pretrained(tmp_path / "model")
     name = str(tmp_path / "model")
 
     info = engine.base_model_info(name)
