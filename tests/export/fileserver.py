@@ -11,9 +11,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, unquote, urlparse
+
+from threaded_server import LocalHTTPServer
 
 
 @dataclass
@@ -83,29 +85,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class FileServer:
+class FileServer(LocalHTTPServer):
     """Serve `state.files` at `http://127.0.0.1:PORT/f/<name>?exp=<unix time>`."""
 
+    state: FileServerState
+
     def __init__(self) -> None:
-        self.state = FileServerState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> FileServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(_Handler, FileServerState())
 
 
 class FakeRest:
@@ -122,5 +108,5 @@ class FakeRest:
         self.sign_calls += 1
         expires = datetime.now(UTC) + timedelta(seconds=lifetime)
         names = list(self.server.state.files) + self.extra_names
-        urls = {n: f"{self.server.base_url}/f/{quote(n)}?exp={expires.timestamp()}" for n in names}
+        urls = {n: f"{self.server.url}/f/{quote(n)}?exp={expires.timestamp()}" for n in names}
         return SimpleNamespace(result=lambda: SimpleNamespace(urls=urls, expires=expires))
