@@ -282,7 +282,6 @@ class SignedUrls:
     def __init__(self, sign: Callable[[], Any]) -> None:
         self._sign = sign
         self._lock = threading.Lock()
-        self.sign_count = 0
         self.generation = 0
         self._refresh()
 
@@ -316,7 +315,6 @@ class SignedUrls:
             expires = datetime.fromisoformat(expires)
         self._expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
         self._signed_at = datetime.now(UTC)
-        self.sign_count += 1
         self.generation += 1
 
 
