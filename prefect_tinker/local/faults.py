@@ -11,10 +11,10 @@ import random
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 FaultKind = Literal["503", "429", "drop", "slow"]
-ALL_KINDS: tuple[str, ...] = ("503", "429", "drop", "slow")
+ALL_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 # Routes the SDK does not retry on a fault (or where a fault only produces log noise).
 UNFAULTED_ROUTES = frozenset(
