@@ -37,6 +37,7 @@ from prefect_tinker.local.service import (
 from prefect_tinker.local.signing import SIGNED_PREFIX
 from prefect_tinker.local.store import CheckpointRecord, RunRecord, SamplerRecord
 from prefect_tinker.local.wire import WireError, decode_forward_backward
+from prefect_tinker.paths import SEGMENT_TO_TYPE
 
 API = "/api/v1"
 DEFAULT_MAX_TOKENS = 64
@@ -642,7 +643,7 @@ def build_app(svc: Service, keyring: KeyRing, *, long_poll_s: float = 20.0) -> F
         }
 
     def checkpoint_id(segment: str, name: str) -> str:
-        if segment not in ("weights", "sampler_weights", "external_weights"):
+        if segment not in SEGMENT_TO_TYPE:
             raise ApiError(
                 400,
                 f"checkpoint segment {segment!r}; use weights, sampler_weights or "

@@ -32,7 +32,7 @@ from prefect_tinker.local.wire import (
     encode_forward_output,
     encode_sample_response,
 )
-from prefect_tinker.paths import TinkerPath, check_checkpoint_name
+from prefect_tinker.paths import SEGMENT_TO_TYPE, TinkerPath, check_checkpoint_name
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ class Service:
         ck = CheckpointRecord(
             run_id=model_id,
             checkpoint_id=checkpoint_id,
-            type={"weights": "training", "sampler_weights": "sampler"}.get(segment, "external"),
+            type=SEGMENT_TO_TYPE[segment],
             owner=owner,
             rel_dir=rel,
             size_bytes=size,
