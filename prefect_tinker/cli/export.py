@@ -6,26 +6,20 @@ block (`--block NAME`). Every failure prints one line (`error: ...`) and exits w
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from prefect_tinker.cli.output import OutputFormat, print_json
 from prefect_tinker.errors import PrefectTinkerError
 
 runs_app = typer.Typer(help="Training runs on the Tinker service.", no_args_is_help=True)
 checkpoints_app = typer.Typer(help="Checkpoints of a training run.", no_args_is_help=True)
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 FORMAT = typer.Option(OutputFormat.table, "--format", help="Output as a table or as JSON.")
@@ -79,10 +73,6 @@ def _credentials(block: str | None) -> Any:
                 "with TinkerCredentials(...).save(name)."
             ) from exc
     return TinkerCredentials()
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -146,7 +136,7 @@ def runs_list(
             for r in runs
         ]
         if output is OutputFormat.json:
-            _print_json(rows)
+            print_json(rows)
         else:
             _table(
                 f"Training runs ({len(rows)})",
@@ -180,7 +170,7 @@ def checkpoints_list(
             for c in sorted(checkpoints, key=lambda c: c.time)
         ]
         if output is OutputFormat.json:
-            _print_json(rows)
+            print_json(rows)
         else:
             _table(
                 f"Checkpoints of {run_id}",
@@ -230,7 +220,7 @@ def download_cmd(
                 overwrite=overwrite,
             )
         if output is OutputFormat.json:
-            _print_json(manifest.to_dict() | {"bytes_transferred": manifest.bytes_transferred})
+            print_json(manifest.to_dict() | {"bytes_transferred": manifest.bytes_transferred})
             return
         _table(
             f"{manifest.tinker_path} -> {dest}",
@@ -298,7 +288,7 @@ def inspect_cmd(
             data = info.to_dict() if info else {"directory": str(directory)}
             if not tensors:
                 data.pop("tensors", None)
-            _print_json(data | {"errors": report.errors, "warnings": report.warnings})
+            print_json(data | {"errors": report.errors, "warnings": report.warnings})
         elif info is not None:
             targets = info.target_modules
             _table(
@@ -382,7 +372,7 @@ def push_hf_cmd(
             "pushed": result.pushed,
         }
         if output is OutputFormat.json:
-            _print_json(data)
+            print_json(data)
         else:
             verb = "pushed" if result.pushed else "already there (nothing pushed)"
             typer.echo(f"{result.repo_id}@{result.revision}: {verb} {result.url}")
@@ -393,7 +383,7 @@ def push_hf_cmd(
 
 def _report(action: str, path: str, output: OutputFormat, **extra: Any) -> None:
     if output is OutputFormat.json:
-        _print_json({"tinker_path": path, "action": action, **extra})
+        print_json({"tinker_path": path, "action": action, **extra})
     else:
         typer.echo(f"{action}: {path}")
 

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from prefect_tinker.cli.output import OutputFormat, print_json
 from prefect_tinker.errors import PrefectTinkerError
 
 models_app = typer.Typer(
     help="Tinker's model lineup: facts, sizes, renderers.", no_args_is_help=True
 )
 data_app = typer.Typer(help="Chat datasets: check how they render.", no_args_is_help=True)
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.table, "--format", "-f", help="table or json.")
@@ -43,10 +37,6 @@ def _console() -> Any:
     return Console(soft_wrap=False, width=160)
 
 
-def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
-
-
 @models_app.command("list")
 def list_command(
     live: bool = typer.Option(
@@ -65,7 +55,7 @@ def list_command(
         else:
             rows = [{"name": s.name, "spec": s.to_dict(), "served": None} for s in list_models()]
     if output is OutputFormat.json:
-        _echo_json(rows)
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -119,7 +109,7 @@ def show_command(name: str, output: OutputFormat = FORMAT_OPTION) -> None:
     with _user_errors():
         facts = _facts(name)
     if output is OutputFormat.json:
-        _echo_json(facts)
+        print_json(facts)
         return
     from rich.table import Table
 
@@ -152,7 +142,7 @@ def lr_command(
     with _user_errors():
         lr = get_lr(model, lora=not full)
     if output is OutputFormat.json:
-        _echo_json({"model": model, "lora": not full, "learning_rate": lr})
+        print_json({"model": model, "lora": not full, "learning_rate": lr})
     else:
         typer.echo(f"{lr:.6g}")
 
@@ -193,7 +183,7 @@ def preview_command(
             for seq in sequences:
                 shown.append({"line": line, "tokens": seq.tokens, "weights": seq.weights})
     if output is OutputFormat.json:
-        _echo_json({"renderer": chat_renderer.name, "examples": shown})
+        print_json({"renderer": chat_renderer.name, "examples": shown})
         return
     _print_preview(chat_renderer, shown)
 
