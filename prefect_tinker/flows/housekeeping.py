@@ -4,21 +4,17 @@ Planning is pure (`prefect_tinker.checkpoints.plan_housekeeping`); the flow list
 on the service, plans, shows the plan as a table artifact, and applies it unless `dry_run`.
 """
 
-from typing import Literal
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
 from prefect_tinker.blocks import TinkerCredentials
-from prefect_tinker.paths import TinkerPath
+from prefect_tinker.paths import CheckpointType, TinkerPath
 from prefect_tinker.tasks.checkpoints import (
     apply_housekeeping,
     list_checkpoints,
     list_training_runs,
 )
-
-CheckpointKind = Literal["training", "sampler", "external"]
 
 
 class HousekeepingResult(BaseModel):
@@ -38,7 +34,7 @@ def checkpoint_housekeeping(
     keep_last: int = 2,
     keep_paths: list[str] | None = None,
     extend_ttl_seconds: int | None = 30 * 24 * 3600,
-    checkpoint_types: list[CheckpointKind] | None = None,
+    checkpoint_types: list[CheckpointType] | None = None,
     dry_run: bool = True,
 ) -> HousekeepingResult:
     """Keep the newest `keep_last` checkpoints of each run (plus final, published and

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from prefect_tinker.paths import CheckpointType
 
 
 class CheckpointInfo(BaseModel):
@@ -14,7 +16,7 @@ class CheckpointInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tinker_path: str
-    checkpoint_type: Literal["training", "sampler", "external"]
+    checkpoint_type: CheckpointType
     time: datetime
     size_bytes: int | None = None
     public: bool = False
