@@ -17,6 +17,8 @@ SEGMENT_TO_TYPE: dict[str, CheckpointType] = {
     "external_weights": "external",
 }
 TYPE_TO_SEGMENT: dict[str, Segment] = {v: k for k, v in SEGMENT_TO_TYPE.items()}  # type: ignore[misc]
+MIN_TTL_SECONDS = 3600  # the range of a checkpoint's TTL Tinker accepts: 1 hour ..
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600  # .. 10 years
 _SHAPE = "'tinker://<run_id>/<weights|sampler_weights|external_weights>/<name>'"
 
 

@@ -17,10 +17,7 @@ from prefect_tinker.errors import (
     MissingCredentialsError,
     TinkerServiceError,
 )
-from prefect_tinker.paths import TinkerPath
-
-MIN_TTL_S = 3600
-MAX_TTL_S = 10 * 365 * 24 * 3600
+from prefect_tinker.paths import MAX_TTL_SECONDS, MIN_TTL_SECONDS, TinkerPath
 
 
 def publish(rest: Any, tinker_path: str) -> str:
@@ -51,10 +48,10 @@ def set_ttl(rest: Any, tinker_path: str, ttl_seconds: int | None) -> str:
         ConfigurationError: a TTL outside 3600 s .. 10 years.
     """
     path = str(TinkerPath.parse(tinker_path))
-    if ttl_seconds is not None and not MIN_TTL_S <= ttl_seconds <= MAX_TTL_S:
+    if ttl_seconds is not None and not MIN_TTL_SECONDS <= ttl_seconds <= MAX_TTL_SECONDS:
         raise ConfigurationError(
-            f"TTL {ttl_seconds} s is outside Tinker's range of {MIN_TTL_S} s (1 hour) to "
-            f"{MAX_TTL_S} s (10 years); pass a value in range, or no TTL to keep it forever."
+            f"TTL {ttl_seconds} s is outside Tinker's range of {MIN_TTL_SECONDS} s (1 hour) to "
+            f"{MAX_TTL_SECONDS} s (10 years); pass a value in range, or no TTL to keep it forever."
         )
     with sdk_errors(path):
         rest.set_checkpoint_ttl_from_tinker_path(path, ttl_seconds).result()

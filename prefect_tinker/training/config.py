@@ -14,9 +14,8 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from prefect_tinker.models.hyperparams import Schedule as LrSchedule
+from prefect_tinker.paths import MAX_TTL_SECONDS, MIN_TTL_SECONDS
 
-MIN_TTL_SECONDS = 3600
-MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 _RUN_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Fields that do not change the weights a run produces; excluded from `config_hash`.
