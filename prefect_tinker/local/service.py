@@ -32,13 +32,15 @@ from prefect_tinker.local.wire import (
     encode_forward_output,
     encode_sample_response,
 )
-from prefect_tinker.paths import SEGMENT_TO_TYPE, TinkerPath, check_checkpoint_name
+from prefect_tinker.paths import (
+    MAX_TTL_SECONDS,
+    MIN_TTL_SECONDS,
+    SEGMENT_TO_TYPE,
+    TinkerPath,
+    check_checkpoint_name,
+)
 
 logger = logging.getLogger(__name__)
-
-TTL_MIN_S = 3600
-TTL_MAX_S = 10 * 366 * 24 * 3600
-
 
 class ApiError(Exception):
     """An HTTP error answer: a 4xx status and a `detail` that names the bad value."""
@@ -56,11 +58,11 @@ def not_found(what: str) -> ApiError:
 
 
 def check_ttl(ttl_seconds: int | None) -> None:
-    if ttl_seconds is not None and not TTL_MIN_S <= ttl_seconds <= TTL_MAX_S:
+    if ttl_seconds is not None and not MIN_TTL_SECONDS <= ttl_seconds <= MAX_TTL_SECONDS:
         raise ApiError(
             400,
-            f"ttl_seconds={ttl_seconds} is out of range; use {TTL_MIN_S} (1 hour) to "
-            f"{TTL_MAX_S} (10 years), or null for no expiry.",
+            f"ttl_seconds={ttl_seconds} is out of range; use {MIN_TTL_SECONDS} (1 hour) to "
+            f"{MAX_TTL_SECONDS} (10 years), or null for no expiry.",
         )
 
 
