@@ -42,6 +42,7 @@ from prefect_tinker.paths import (
 
 logger = logging.getLogger(__name__)
 
+
 class ApiError(Exception):
     """An HTTP error answer: a 4xx status and a `detail` that names the bad value."""
 
