@@ -30,8 +30,8 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
 
 def test_runs_and_checkpoints_survive_kill_9_and_training_resumes(tmp_path: Path) -> None:
     proc, url = _serve(tmp_path)
+    service = tinker.ServiceClient(base_url=url, api_key=KEY)
     try:
-        service = tinker.ServiceClient(base_url=url, api_key=KEY)
         tc = service.create_lora_training_client(BASE, rank=4, seed=2).result()
         datums = chat_datums(tc.get_tokenizer())
         train_steps(tc, datums, 0, 2)
@@ -42,6 +42,10 @@ def test_runs_and_checkpoints_survive_kill_9_and_training_resumes(tmp_path: Path
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+        # close() would retry /finish against the dead service for minutes while the session
+        # keeps heartbeating; drop the client's background tasks directly instead.
+        if service._session_holder is not None:
+            service._session_holder.close()
     assert (tmp_path / "tinker.db").exists()
 
     proc, url = _serve(tmp_path)
