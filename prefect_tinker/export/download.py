@@ -49,7 +49,7 @@ from prefect_tinker.export.manifest import (
 from prefect_tinker.paths import TinkerPath
 
 RESIGN_MARGIN_S = 300.0
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
 TEMPORARY_EXPORT_TTL_S = 3600
 AGE_SUFFIX = ".age"
 _REFRESH_STATUS = frozenset({401, 403, 410})
@@ -528,7 +528,8 @@ class _LargeReads(httpcore.NetworkBackend):
 
     httpcore asks for 64 KiB at a time, and the per-read Python work (h11 parsing, events)
     then caps one stream at about 240 MiB/s on a busy 2-core machine; larger reads bring it to
-    the speed of the socket (256 KiB already does; larger reads only cost memory).
+    the speed of the socket. 1 MiB reads measured 1.1-1.2 GiB/s against the local service's
+    1 MiB chunks (vs ~0.9 with 256 KiB), for at most concurrency x 1 MiB of buffers.
     """
 
     def __init__(self, inner: httpcore.NetworkBackend) -> None:

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -743,19 +743,24 @@ def build_app(svc: Service, keyring: KeyRing, *, long_poll_s: float = 20.0) -> F
     return app
 
 
+_DOWNLOAD_CHUNK = 1024 * 1024
+
+
 class _CutTransfer(Exception):
     """Raised mid-stream to cut a download on purpose (fault injection)."""
 
 
-def _file_bytes(
+async def _file_bytes(
     stats: ServiceStats, path: Any, start: int, length: int, cut_at: int | None
-) -> Iterator[bytes]:
+) -> AsyncIterator[bytes]:
+    # Reads run on the event loop: a 1 MiB read from the page cache takes well under a
+    # millisecond, whereas a sync generator costs a thread hop per chunk and capped the route.
     sent = 0
     limit = length if cut_at is None else cut_at
     with open(path, "rb") as fh:
         fh.seek(start)
         while sent < limit:
-            chunk = fh.read(min(256 * 1024, limit - sent))
+            chunk = fh.read(min(_DOWNLOAD_CHUNK, limit - sent))
             if not chunk:
                 break
             sent += len(chunk)
