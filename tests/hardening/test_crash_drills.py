@@ -40,6 +40,24 @@ KINDS = ("mid-step", "before-checkpoint", "during-save", "during-export")
 DEADLINE_S = 120
 
 
+def sigkill_at_request(
+    proc: subprocess.Popen, stats, route: str, count: int, child_log: Path
+) -> None:
+    """SIGKILL `proc` once the service has seen `count` requests of `route` (or it ended)."""
+    try:
+        wait_until(
+            lambda: stats[route] >= count or proc.poll() is not None,
+            DEADLINE_S,
+            f"request #{count} of {route}",
+        )
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert stats[route] >= count, (
+        f"child ended before the kill point ({proc.returncode}): " + child_log.read_text()[-2000:]
+    )
+
+
 def kill_point(index: int) -> tuple[str, str, int]:
     """(kind, route, k) of drill `index`: kill when the service sees the k-th `route` request."""
     rng = random.Random(f"{SEED}:{index}")
@@ -96,19 +114,7 @@ def test_sigkill_drill_resumes_bit_identical_and_loses_no_checkpoint(
         stderr=(tmp_path / "child.log").open("w"),
         text=True,
     )
-    try:
-        wait_until(
-            lambda: stats[route] >= start + k or proc.poll() is not None,
-            DEADLINE_S,
-            f"request #{k} of {route}",
-        )
-    finally:
-        proc.kill()
-        proc.wait(30)
-    assert stats[route] >= start + k, (
-        f"child ended before the kill point ({proc.returncode}): "
-        + (tmp_path / "child.log").read_text()[-2000:]
-    )
+    sigkill_at_request(proc, stats, route, start + k, tmp_path / "child.log")
     before = run_key_checkpoints(url, ALICE, run_key)
 
     result, digest = drill_pipeline(url, ALICE, run_key, tmp_path / "resumed")
@@ -313,19 +319,7 @@ def test_pipeline_sigkill_drill_resumes_bit_identical(
         stderr=(tmp_path / "child.log").open("w"),
         env={**os.environ, "PREFECT_API_URL": prefect_api},
     )
-    try:
-        wait_until(
-            lambda: stats[route] >= start + k or proc.poll() is not None,
-            DEADLINE_S,
-            f"request #{k} of {route}",
-        )
-    finally:
-        proc.kill()
-        proc.wait(30)
-    assert stats[route] >= start + k, (
-        f"child ended before the kill point ({proc.returncode}): "
-        + (tmp_path / "child.log").read_text()[-2000:]
-    )
+    sigkill_at_request(proc, stats, route, start + k, tmp_path / "child.log")
     before = run_key_checkpoints(url, ALICE, run_key)
 
     creds = TinkerCredentials(base_url=url, api_key=ALICE)
