@@ -115,10 +115,11 @@ def _auto_workers(path: Path) -> int:
         size = path.stat().st_size
     except OSError:
         return 1
-    # Workers only pay off on idle cores; on a busy machine they just add contention.
-    idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
-    workers = min(cores, 4, int(idle))
-    return workers if size >= PARALLEL_MIN_BYTES and workers >= 2 else 1
+    # Not gated on the load average: it trails the last minute (a load that just ended still
+    # counts) and measured no better. On a busy machine the forked workers gained little but
+    # did not lose; on idle cores two of them render a 10,000-conversation file ~1.45x faster.
+    workers = min(cores, 4)
+    return workers if size >= PARALLEL_MIN_BYTES else 1
 
 
 def _rendered_chunks(
