@@ -45,3 +45,14 @@ def service_client(local_tinker):
     client = tinker.ServiceClient(base_url=local_tinker.base_url, api_key=local_tinker.api_key)
     yield client
     client.close("success").result(timeout=30)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Quiet the SDK's background heartbeats once the suite is over.
+
+    Tests that kill a local service leave SDK clients whose session heartbeat keeps failing
+    until the interpreter exits; their warnings would land on log handlers already closed.
+    """
+    import logging
+
+    logging.getLogger("tinker").setLevel(logging.CRITICAL)
