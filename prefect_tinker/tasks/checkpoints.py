@@ -8,7 +8,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from prefect_tinker.blocks import TinkerCredentials
-from prefect_tinker.paths import TinkerPath
+from prefect_tinker.export.publish import delete as delete_on_service
+from prefect_tinker.export.publish import publish as publish_on_service
+from prefect_tinker.export.publish import set_ttl as set_ttl_on_service
+from prefect_tinker.export.publish import unpublish as unpublish_on_service
 from prefect_tinker.retries import RETRY_OPTIONS, typed_sdk_errors
 from prefect_tinker.tasks.results import CheckpointInfo, TrainingRunInfo
 
@@ -64,41 +67,29 @@ def latest_checkpoint(credentials: TinkerCredentials, run_key: str) -> str | Non
 
 
 @task(name="Set Tinker checkpoint TTL", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-@typed_sdk_errors("checkpoint", "tinker_path")
 def set_checkpoint_ttl(
     credentials: TinkerCredentials, tinker_path: str, ttl_seconds: int | None
 ) -> str:
     """Expire the checkpoint `ttl_seconds` from now (3600 s to 10 years); None keeps it forever."""
-    path = str(TinkerPath.parse(tinker_path))
-    credentials.get_rest_client().set_checkpoint_ttl_from_tinker_path(path, ttl_seconds).result()
-    return path
+    return set_ttl_on_service(credentials.get_rest_client(), tinker_path, ttl_seconds)
 
 
 @task(name="Delete Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-@typed_sdk_errors("checkpoint", "tinker_path")
 def delete_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
     """Delete one checkpoint; returns its path."""
-    path = str(TinkerPath.parse(tinker_path))
-    credentials.get_rest_client().delete_checkpoint_from_tinker_path(path).result()
-    return path
+    return delete_on_service(credentials.get_rest_client(), tinker_path)
 
 
 @task(name="Publish Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-@typed_sdk_errors("checkpoint", "tinker_path")
 def publish_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
     """Make a checkpoint public (readable by other Tinker users); idempotent."""
-    path = str(TinkerPath.parse(tinker_path))
-    credentials.get_rest_client().publish_checkpoint_from_tinker_path(path).result()
-    return path
+    return publish_on_service(credentials.get_rest_client(), tinker_path)
 
 
 @task(name="Unpublish Tinker checkpoint", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-@typed_sdk_errors("checkpoint", "tinker_path")
 def unpublish_checkpoint(credentials: TinkerCredentials, tinker_path: str) -> str:
     """Make a published checkpoint private again; idempotent."""
-    path = str(TinkerPath.parse(tinker_path))
-    credentials.get_rest_client().unpublish_checkpoint_from_tinker_path(path).result()
-    return path
+    return unpublish_on_service(credentials.get_rest_client(), tinker_path)
 
 
 @task(name="Apply Tinker checkpoint housekeeping", cache_policy=NO_CACHE, **RETRY_OPTIONS)
